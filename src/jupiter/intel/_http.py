@@ -1,0 +1,227 @@
+"""Outbound calls of the intel area: which failures are worth a retry, how long to wait, how to
+describe an error without leaking a secret, and the guarded call (breaker around retries).
+
+The decisions (``is_retryable``, ``parse_retry_after``, ``redact_url``, ``describe_error``) are
+pure; ``GuardedCaller`` (the core's retry inside the breaker) and ``get_bytes`` are the thin async
+drivers on top.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from jupiter.resilience import CircuitOpenError, Clock, SystemClock, retry_with_backoff
+
+from ._errors import IntelSourceError, UpstreamConnectionError, UpstreamHTTPError
+
+__all__ = [
+    "GuardedCaller",
+    "RetryRunner",
+    "default_retry",
+    "describe_error",
+    "get_bytes",
+    "is_retryable",
+    "parse_retry_after",
+    "redact_url",
+]
+
+T = TypeVar("T")
+
+#: A retry strategy: given a zero-argument coroutine function, run it (maybe several times).
+RetryRunner = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+SYSTEM_CLOCK: Clock = SystemClock()
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+class _Breaker(Protocol):
+    async def call_async(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any: ...
+
+
+class _Aggregator(Protocol):
+    def record_error(
+        self, error_type: str, message: str, context: dict[str, Any] | None = None
+    ) -> Any: ...
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info, query string or fragment: those are where tokens live."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if not parts.scheme or not parts.netloc:
+        return url.split("?", 1)[0].split("#", 1)[0]
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _redact_text(text: str) -> str:
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now_wall)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient failures only: timeouts, connection and protocol errors, HTTP 5xx and 429.
+
+    Malformed data, 4xx answers and an open breaker are not retried: trying again immediately
+    gives the same answer.
+    """
+    if isinstance(exc, UpstreamHTTPError):
+        return exc.retryable
+    if isinstance(exc, UpstreamConnectionError):
+        return True
+    if isinstance(exc, httpx.TransportError):  # timeouts, connect, read, protocol errors
+        return True
+    try:  # taxii2-client speaks requests
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with taxii2-client
+        return False
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        return status >= 500 or status == 429
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+def default_retry(clock: Clock = SYSTEM_CLOCK) -> Any:
+    """The core's ``retry_with_backoff(3, 1.0, 2.0)`` retrying only :func:`is_retryable` failures.
+
+    The core honours ``Retry-After`` through the ``retry_after`` attribute of
+    :class:`UpstreamHTTPError` (capped at ``max_delay``).
+    """
+    return retry_with_backoff(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff_factor=2.0,
+        max_delay=30.0,
+        exceptions=is_retryable,
+        clock=clock,
+    )
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    """A short operator-facing message with every URL redacted (no query strings, no tokens)."""
+    if isinstance(exc, CircuitOpenError):
+        return f"circuit breaker open; next trial in {exc.retry_after:.0f}s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {timeout:g}s" if timeout else "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection failed (upstream unreachable)"
+    if isinstance(exc, httpx.TransportError):
+        return f"transport error ({type(exc).__name__}): {_redact_text(str(exc))[:200]}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "malformed payload: not valid UTF-8"
+    if isinstance(exc, IntelSourceError):
+        return _redact_text(str(exc))[:500]
+    return f"{type(exc).__name__}: {_redact_text(str(exc))[:300]}"
+
+
+class GuardedCaller:
+    """The breaker around the retries around the call: one breaker failure per exhausted call.
+
+    ``breaker`` needs ``call_async(fn)`` (``jupiter.resilience.CircuitBreaker``), or is a factory
+    ``breaker(name)`` giving one breaker per source/feed; ``retry`` is a core
+    ``RetryPolicy`` (anything with ``call_async``) or a :data:`RetryRunner` callable (default:
+    :func:`default_retry` on ``clock``).
+    """
+
+    def __init__(
+        self,
+        *,
+        breaker: _Breaker | Callable[[str], _Breaker] | None = None,
+        retry: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.breaker = breaker
+        self.clock = clock
+        self._made: dict[str, _Breaker] = {}
+        if retry is None:
+            retry = default_retry(clock)
+        if hasattr(retry, "call_async"):  # a jupiter.resilience.RetryPolicy
+            policy = retry
+
+            async def run(func: Callable[[], Awaitable[Any]]) -> Any:
+                return await policy.call_async(func)
+
+            self.retry: RetryRunner = run
+        else:
+            self.retry = retry
+
+    def breaker_for(self, name: str) -> _Breaker | None:
+        """The breaker guarding ``name``: the one shared breaker, or one from a factory."""
+        if self.breaker is None or hasattr(self.breaker, "call_async"):
+            return self.breaker
+        if callable(self.breaker):
+            if name not in self._made:
+                self._made[name] = self.breaker(name)
+            return self._made[name]
+        raise TypeError("breaker must have call_async() or be a factory callable(name)")
+
+    async def call(self, func: Callable[[], Awaitable[T]], *, name: str = "default") -> T:
+        async def with_retries() -> T:
+            result: T = await self.retry(func)
+            return result
+
+        breaker = self.breaker_for(name)
+        if breaker is None:
+            return await with_retries()
+        result: T = await breaker.call_async(with_retries)
+        return result
+
+
+async def get_bytes(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    max_bytes: int = 64 * 1024 * 1024,
+    headers: dict[str, str] | None = None,
+) -> tuple[bytes, str]:
+    """GET ``url``: ``(body, content_type)``; HTTP errors raise :class:`UpstreamHTTPError`.
+
+    The body is read with a size cap so a runaway upstream cannot exhaust memory.
+    """
+    location = redact_url(url)
+    async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+        if response.status_code >= 400:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), clock.wall())
+            raise UpstreamHTTPError(response.status_code, location, retry_after)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise IntelSourceError(f"{location} sent more than {max_bytes} bytes; refused")
+            chunks.append(chunk)
+        return b"".join(chunks), response.headers.get("content-type", "")

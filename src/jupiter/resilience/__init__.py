@@ -1,0 +1,129 @@
+"""jupiter.resilience: circuit breakers, retry, graceful degradation, error aggregation,
+fallbacks, honest timeouts and standard error responses. Pure Python, sync and async.
+
+Every public name lives in a private module and is re-exported here; ``__all__`` is pinned
+by a test.
+"""
+
+from ._clock import Clock, RandomSource, SystemClock
+from ._exceptions import CircuitOpenError, ResilienceError
+
+# --- breaker exports (owned by the breaker work) ---
+from ._breaker import CircuitBreaker
+from ._breaker_core import CircuitBreakerMetrics
+from ._breaker_options import (
+    CircuitBreakerOptions,
+    CircuitState,
+    ExceptionMatcher,
+    StateChange,
+    StateListener,
+    WindowType,
+)
+from ._breaker_store import BreakerStateRecord, BreakerStateStore, InMemoryBreakerStateStore
+# --- end breaker exports ---
+
+# --- retry / timeout / fallback / errors exports ---
+from ._backoff import DecorrelatedJitter, DelayRequest, EqualJitter, FullJitter, NoJitter
+from ._budget import RetryBudget
+from ._errors import (
+    ErrorInfo,
+    build_error_response,
+    classify_error,
+    handle_api_error,
+    scrub_secrets,
+)
+from ._fallback import with_fallback
+from ._http import retry_after_from_exception
+from ._retry import (
+    RetryAttempt,
+    RetryError,
+    RetryOptions,
+    RetryPolicy,
+    StopReason,
+    retry_with_backoff,
+)
+from ._safe_call import safe_api_call, safe_api_call_async
+from ._timeout import (
+    TimeoutStats,
+    abandoned_call_count,
+    running_abandoned_call_count,
+    with_timeout,
+)
+# --- end retry exports ---
+
+# --- degradation / aggregator exports ---
+from ._aggregator import AggregatorOptions, ErrorAggregator, error_aggregator
+from ._degradation import (
+    FeatureChange,
+    FeatureOptions,
+    GracefulDegradation,
+    UnknownFeatureError,
+    graceful_degradation,
+)
+from ._redact import is_secret_key, redact, redact_text
+from ._store import AggregatorStore, ErrorEntry, InMemoryAggregatorStore
+# --- end degradation exports ---
+
+__all__ = [
+    "CircuitOpenError",
+    "Clock",
+    "RandomSource",
+    "ResilienceError",
+    "SystemClock",
+    # --- breaker names ---
+    "BreakerStateRecord",
+    "BreakerStateStore",
+    "CircuitBreaker",
+    "CircuitBreakerMetrics",
+    "CircuitBreakerOptions",
+    "CircuitState",
+    "ExceptionMatcher",
+    "InMemoryBreakerStateStore",
+    "StateChange",
+    "StateListener",
+    "WindowType",
+    # --- end breaker names ---
+    # --- retry names ---
+    "DecorrelatedJitter",
+    "DelayRequest",
+    "EqualJitter",
+    "ErrorInfo",
+    "FullJitter",
+    "NoJitter",
+    "RetryAttempt",
+    "RetryBudget",
+    "RetryError",
+    "RetryOptions",
+    "RetryPolicy",
+    "StopReason",
+    "TimeoutStats",
+    "abandoned_call_count",
+    "build_error_response",
+    "classify_error",
+    "handle_api_error",
+    "retry_after_from_exception",
+    "retry_with_backoff",
+    "running_abandoned_call_count",
+    "safe_api_call",
+    "safe_api_call_async",
+    "scrub_secrets",
+    "with_fallback",
+    "with_timeout",
+    # --- end retry names ---
+    # --- degradation names ---
+    "AggregatorOptions",
+    "AggregatorStore",
+    "ErrorAggregator",
+    "ErrorEntry",
+    "FeatureChange",
+    "FeatureOptions",
+    "GracefulDegradation",
+    "InMemoryAggregatorStore",
+    "UnknownFeatureError",
+    "error_aggregator",
+    "graceful_degradation",
+    "is_secret_key",
+    "redact",
+    "redact_text",
+    # --- end degradation names ---
+]

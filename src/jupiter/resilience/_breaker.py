@@ -1,0 +1,186 @@
+"""``CircuitBreaker``: thin sync and async drivers over the shared decision core.
+
+Every way of calling through the breaker does the same four things — ask the core for a ticket,
+run the call with no lock held, report the outcome with the ticket — and nothing else. The
+decisions themselves live in :mod:`._breaker_core`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from types import MethodType, TracebackType
+from typing import Any, ParamSpec, Self, TypeVar, Unpack, cast
+
+from ._breaker_core import BreakerCore
+from ._breaker_options import (
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_TIMEOUT,
+    CircuitBreakerOptions,
+    OptionOverrides,
+)
+
+__all__ = ["CircuitBreaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Entered:
+    """One active ``with breaker:`` block in the current thread or task (a linked stack)."""
+
+    __slots__ = ("outer", "start", "ticket")
+
+    def __init__(self, ticket: int, start: float, outer: _Entered | None) -> None:
+        self.ticket = ticket
+        self.start = start
+        self.outer = outer
+
+
+class _GuardedFunction(functools.partial[Any]):
+    """What ``@breaker`` returns: ``partial(CircuitBreaker.call, breaker, func)``.
+
+    A C-level partial forwards arguments far more cheaply than a Python wrapper function, and
+    ``__get__`` makes it bind like a function, so decorated methods receive ``self``.
+    """
+
+    __slots__ = ()
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return MethodType(self, instance)
+
+
+class CircuitBreaker(BreakerCore):
+    """Stops calling a failing dependency for a while, then lets trial calls test it.
+
+    ``CircuitBreaker(failure_threshold=5, timeout=60)`` opens after five consecutive failures and
+    admits a trial call once it has been open for ``timeout`` seconds. Every other option is a
+    keyword (see :class:`CircuitBreakerOptions`), or pass a whole ``options=`` object; keywords
+    given next to ``options=`` override its fields.
+
+    Use it as ``breaker.call(fn, *args)``, ``await breaker.call_async(coro_fn, *args)``, as a
+    decorator on sync or async functions, or as ``with breaker:`` / ``async with breaker:``.
+    Refused calls raise :class:`CircuitOpenError` without running.
+    """
+
+    __slots__ = ("__weakref__", "_entered")
+
+    def __init__(
+        self,
+        failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        options: CircuitBreakerOptions | None = None,
+        **overrides: Unpack[OptionOverrides],
+    ) -> None:
+        if options is None:
+            options = CircuitBreakerOptions(
+                failure_threshold=failure_threshold, timeout=timeout, **overrides
+            )
+        else:
+            if failure_threshold != DEFAULT_FAILURE_THRESHOLD or timeout != DEFAULT_TIMEOUT:
+                raise TypeError(
+                    "with options=, set failure_threshold and timeout in the options object"
+                )
+            if overrides:
+                options = dataclasses.replace(options, **overrides)
+        super().__init__(options)
+        self._entered: ContextVar[_Entered | None] = ContextVar(
+            f"circuit_breaker_{options.name}_entered", default=None
+        )
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} {self.state.value}>"
+
+    # ------------------------------------------------------------------ drivers
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` through the breaker and return (or raise) what it does."""
+        ticket = self._generation
+        if self._closed_fast:
+            start = 0.0
+        else:
+            ticket = self.acquire()
+            start = self._monotonic() if self._timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.on_failure(ticket, exc, self._elapsed(start))
+            raise
+        if self._clean:
+            self._count_success()
+            return result
+        self.on_result(ticket, result, self._elapsed(start))
+        return result
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` through the breaker (the async twin of :meth:`call`)."""
+        ticket = self._generation
+        if self._closed_fast:
+            start = 0.0
+        else:
+            ticket = self.acquire()
+            start = self._monotonic() if self._timed else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.on_failure(ticket, exc, self._elapsed(start))
+            raise
+        if self._clean:
+            self._count_success()
+            return result
+        self.on_result(ticket, result, self._elapsed(start))
+        return result
+
+    def _elapsed(self, start: float) -> float:
+        return self._monotonic() - start if self._timed else 0.0
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``func`` (sync or ``async def``); the result keeps its name and signature."""
+        cls = type(self)
+        driver = cls.call_async if inspect.iscoroutinefunction(func) else cls.call
+        guarded = _GuardedFunction(driver, self, func)
+        functools.update_wrapper(guarded, func)
+        return cast("Callable[P, R]", guarded)
+
+    # ------------------------------------------------------------------ context managers
+
+    def __enter__(self) -> Self:
+        ticket = self.acquire()
+        start = self._monotonic() if self._timed else 0.0
+        self._entered.set(_Entered(ticket, start, self._entered.get()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        entered = self._entered.get()
+        if entered is None:
+            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
+        self._entered.set(entered.outer)
+        duration = self._elapsed(entered.start)
+        if exc is None:
+            self.on_success(entered.ticket, duration)
+        else:
+            self.on_failure(entered.ticket, exc, duration)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)

@@ -1,0 +1,1 @@
+"""One router module per area; ``create_app`` includes them (``scans``/``pages`` if present)."""

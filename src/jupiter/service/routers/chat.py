@@ -1,0 +1,55 @@
+"""POST /api/chat: the same answers as the socket's chat_message."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from ..deps import DashboardDep, SettingsDep
+from ..errors import error_json
+from ..schemas import ChatReply, ChatRequest, ErrorEnvelope
+
+router = APIRouter(tags=["chat"])
+
+
+@router.post(
+    "/api/chat",
+    response_model=ChatReply,
+    summary="Ask Jupiter",
+    responses={422: {"model": ErrorEnvelope, "description": "Empty or oversize message."}},
+)
+async def chat(body: ChatRequest, dashboard: DashboardDep, settings: SettingsDep) -> Any:
+    """Answer a question with the configured LLM (offline knowledge base by default).
+
+    Guarded by the chat feature flag and breaker, with 2 retries. On failure the reply has
+    ``is_error: true``, the fallback text as ``response`` and the reason in ``error``.
+    """
+    message = body.message.strip()
+    if not message:
+        return error_json(
+            422,
+            "message: must not be empty",
+            message="message: must not be empty",
+            error_type="validation_error",
+            suggestion="Type a question.",
+            recoverable=False,
+        )
+    if len(message) > settings.chat_max_message_chars:
+        text = f"message: must be at most {settings.chat_max_message_chars} characters"
+        return error_json(
+            422,
+            text,
+            message=text,
+            error_type="validation_error",
+            suggestion="Shorten the question.",
+            recoverable=False,
+        )
+    conversation_id = body.conversation_id or uuid.uuid4().hex
+    history = dashboard.conversation(conversation_id)
+    reply = await dashboard.chat_with_jupiter(
+        message, history, conversation_id=conversation_id, channel="rest"
+    )
+    reply["conversation_id"] = conversation_id
+    return reply

@@ -1,0 +1,58 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ..schemas import Liveness, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the event loop runs."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: startup finished, database and writer up",
+    responses={503: {"model": Readiness, "description": "Not ready; `not_ready` names why."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when startup has finished, the database answers and the background writer runs.
+
+    A disabled component or an open breaker does not make Jupiter unready (it serves its
+    fallback); ``components`` shows them for information.
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    dashboard = getattr(request.app.state, "dashboard", None)
+    checks = {"startup": False, "database": False, "background_writer": False}
+    components: dict[str, str] = {}
+    if dashboard is not None:
+        checks["startup"] = dashboard.started
+        checks["database"] = dashboard.database_ready and await run_in_threadpool(
+            dashboard.database.ping
+        )
+        checks["background_writer"] = dashboard.writer.alive
+        for name, state in dashboard.get_feature_status().items():
+            if name in dashboard.init_errors:
+                components[name] = "not_started"
+            elif not state["enabled"]:
+                components[name] = "disabled"
+            elif state["circuit_breaker"] == "open":
+                components[name] = "breaker_open"
+            else:
+                components[name] = "up"
+    not_ready = [name for name, ok in checks.items() if not ok]
+    body = {
+        "ready": not not_ready,
+        "not_ready": not_ready,
+        "checks": checks,
+        "components": components,
+    }
+    return JSONResponse(body, status_code=200 if not not_ready else 503)

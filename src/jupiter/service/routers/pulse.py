@@ -1,0 +1,27 @@
+"""GET /api/pulse: the same data as the socket's pulse_update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ..deps import DashboardDep
+from ..schemas import ErrorEnvelope, PulseResponse
+
+router = APIRouter(tags=["pulse"])
+
+
+@router.get(
+    "/api/pulse",
+    response_model=PulseResponse,
+    summary="Community pulse: feed items, per-source status, trending topics",
+    responses={503: {"model": ErrorEnvelope, "description": "Pulse unavailable."}},
+)
+async def pulse(dashboard: DashboardDep) -> Any:
+    """Items from the configured RSS/Atom feeds, each source ``live``, ``stale`` or ``error``."""
+    ok, payload = await dashboard.get_pulse()
+    if not ok:
+        return JSONResponse({"error": payload}, status_code=int(payload.get("status") or 503))
+    return payload

@@ -1,0 +1,394 @@
+"""Scans and findings: upload a scan (SARIF, Trivy, Grype, Nmap), list scans and findings,
+delete a scan (admin).
+
+Uploads are streamed to a temporary file (never held in memory) and imported as a background
+job of the ``scan_processing`` component. ``wait=true`` (the default) answers when the import is
+done, so a bad file gets a 4xx naming the problem (down to the JSON path or XML line);
+``wait=false`` answers 202 at once with a job to poll, and progress arrives on the socket as
+``scan_progress``, ``scan_complete`` or ``scan_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from jupiter.resilience import build_error_response
+from jupiter.scans import FORMATS, ScanInputError, Severity, TruncatedUploadError
+from jupiter.scans._importer import choose_format
+from jupiter.scans._queries import FindingFilters
+from jupiter.scans._service import (
+    ScanProcessingFailedError,
+    ScanProcessingUnavailableError,
+    ScanService,
+)
+from jupiter.scans._upload import spool_upload
+
+from ..deps import AdminDep, DashboardDep
+from ..logs import request_id_var
+from ..schemas import ErrorEnvelope
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["scans"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorEnvelope, "description": "Scan processing is disabled or failing."},
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Truncated upload."},
+    413: {"model": ErrorEnvelope, "description": "Larger than JUPITER_SCAN_MAX_UPLOAD_BYTES."},
+    415: {"model": ErrorEnvelope, "description": "Not SARIF, Trivy, Grype or Nmap XML."},
+    422: {
+        "model": ErrorEnvelope,
+        "description": "Malformed scan; `error.location` names the JSON path or XML line.",
+    },
+    **_ERRORS,
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The scan file: as the raw body, or as the `file` part of a form.",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "format": {"type": "string", "enum": list(FORMATS)},
+                        "asset": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _error(
+    status_code: int,
+    message: str,
+    *,
+    error_type: str,
+    suggestion: str,
+    recoverable: bool = False,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = build_error_response(
+        message,
+        status_code=status_code,
+        message=message,
+        error_type=error_type,
+        suggestion=suggestion,
+        recoverable=recoverable,
+        request_id=request_id_var.get(),
+    )
+    body["error"].update(extra or {})
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _scan_error(exc: Exception) -> JSONResponse:
+    if isinstance(exc, ScanInputError):
+        return _error(
+            exc.status_code,
+            str(exc),
+            error_type=exc.problem,
+            suggestion=exc.suggestion,
+            recoverable=isinstance(exc, TruncatedUploadError),
+            extra=exc.to_dict(),
+        )
+    if isinstance(exc, ScanProcessingUnavailableError):
+        headers = None
+        extra: dict[str, Any] = {}
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+            extra["retry_after"] = exc.retry_after
+        return _error(
+            503,
+            str(exc),
+            error_type="scan_processing_unavailable",
+            suggestion="The rest of Jupiter works; try the upload again later.",
+            recoverable=True,
+            extra=extra,
+            headers=headers,
+        )
+    return _error(
+        503,
+        str(exc) if isinstance(exc, ScanProcessingFailedError) else "the scan import failed",
+        error_type="scan_processing_failed",
+        suggestion="The error was recorded; try again, or check GET /api/recent-errors.",
+        recoverable=True,
+    )
+
+
+def _service(dashboard: Any) -> ScanService | JSONResponse:
+    service = dashboard.service("scans")
+    if service is None:
+        reason = dashboard.init_errors.get("scan_processing")
+        return _error(
+            503,
+            "scan processing is not available" + (f" ({reason})" if reason else ""),
+            error_type="scan_processing_unavailable",
+            suggestion="Jupiter retries failed components in the background; try again soon.",
+            recoverable=True,
+        )
+    return service
+
+
+@router.post(
+    "/api/scans",
+    status_code=201,
+    summary="Upload a scan (SARIF, Trivy JSON, Grype JSON or Nmap XML)",
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        200: {"description": "The same file was imported before; nothing changed."},
+        202: {"description": "Accepted (wait=false); poll the job or watch the socket."},
+        **_UPLOAD_ERRORS,
+    },
+)
+async def upload_scan(
+    request: Request,
+    dashboard: DashboardDep,
+    scan_format: Annotated[
+        str | None,
+        Query(alias="format", description=f"One of {', '.join(FORMATS)}; detected when absent."),
+    ] = None,
+    asset: Annotated[
+        str | None, Query(max_length=500, description="The scanned asset, if the file has none.")
+    ] = None,
+    filename: Annotated[
+        str | None, Query(max_length=255, description="A name for a raw body.")
+    ] = None,
+    wait: Annotated[bool, Query(description="Answer when the import is done (else 202).")] = True,
+) -> Any:
+    """Stream the upload to disk, check its size and format, then import it as a background job.
+    The answer is the import summary (counts by severity, new vs. already known findings, KEV)."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    if not service.enabled():
+        return _scan_error(ScanProcessingUnavailableError("scan processing is disabled"))
+    length_header = request.headers.get("content-length")
+    try:
+        content_length = int(length_header) if length_header is not None else None
+    except ValueError:
+        return _error(
+            400,
+            "the Content-Length header is not a number",
+            error_type="bad_request",
+            suggestion="Send a valid Content-Length.",
+        )
+    upload = None
+    try:
+        try:
+            upload = await spool_upload(
+                request.stream(),
+                content_type=request.headers.get("content-type"),
+                content_length=content_length,
+                limit=service.max_upload_bytes,
+                directory=service.upload_dir,
+            )
+        except ClientDisconnect:
+            raise TruncatedUploadError(
+                "the client disconnected before the upload was complete"
+            ) from None
+        requested = scan_format or upload.fields.get("format") or None
+        chosen_asset = asset or upload.fields.get("asset") or None
+        name = filename or upload.filename or "upload"
+        head = await anyio.to_thread.run_sync(_head, upload.path)
+        chosen = choose_format(head, requested)
+    except ScanInputError as exc:
+        if upload is not None:
+            upload.discard()
+        service._record(
+            "scan_rejected", str(exc), {"component": "scan_processing", "problem": exc.problem}
+        )
+        return _scan_error(exc)
+    job = service.submit(
+        upload.path, scan_format=chosen, asset=chosen_asset, source_name=name, delete_after=True
+    )
+    if not wait:
+        return JSONResponse(
+            {**job.to_dict(), "job_url": f"/api/scans/jobs/{job.id}"}, status_code=202
+        )
+    assert job.task is not None
+    try:
+        # Shielded: a client that goes away must not cancel a transaction half-way.
+        result = await asyncio.shield(job.task)
+    except Exception as exc:
+        return _scan_error(exc)
+    body = {"job_id": job.id, **result.summary(), "scan_url": f"/api/scans/{result.scan_id}"}
+    return JSONResponse(body, status_code=200 if result.duplicate else 201)
+
+
+def _head(path: Any) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(65536)
+
+
+@router.get(
+    "/api/scans/jobs/{job_id}",
+    summary="The progress or outcome of an import job",
+    responses={404: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def scan_job(dashboard: DashboardDep, job_id: str) -> Any:
+    """Status (queued, running, complete, error), percent, and the summary or error."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    job = service.job(job_id)
+    if job is None:
+        return _error(
+            404,
+            f"there is no import job {job_id!r}",
+            error_type="not_found",
+            suggestion="Jobs are kept for the most recent imports only.",
+        )
+    return job.to_dict()
+
+
+@router.get("/api/scans", summary="Imported scans, newest first", responses=_ERRORS)
+async def scans(
+    dashboard: DashboardDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    """``{"items", "total", "limit", "offset"}``."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    return await service.list_scans(limit=limit, offset=offset)
+
+
+@router.get(
+    "/api/scans/{scan_id}",
+    summary="One imported scan",
+    responses={404: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def scan(dashboard: DashboardDep, scan_id: Annotated[int, Path(ge=1)]) -> Any:
+    """The scan's tool, asset, counts by severity and KEV, and a link to its findings."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    found = await service.get_scan(scan_id)
+    if found is None:
+        return _error(
+            404,
+            f"there is no scan {scan_id}",
+            error_type="not_found",
+            suggestion="List scans with GET /api/scans.",
+        )
+    found["findings_url"] = f"/api/findings?scan_id={scan_id}"
+    return found
+
+
+@router.delete(
+    "/api/scans/{scan_id}",
+    summary="Delete a scan and the findings only it reported (admin)",
+    responses={401: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def remove_scan(
+    dashboard: DashboardDep, _: AdminDep, scan_id: Annotated[int, Path(ge=1)]
+) -> Any:
+    """Findings other scans also reported stay, with first/last seen recomputed."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    outcome = await service.delete_scan(scan_id)
+    if outcome is None:
+        return _error(
+            404,
+            f"there is no scan {scan_id}",
+            error_type="not_found",
+            suggestion="List scans with GET /api/scans.",
+        )
+    service.publish("scan_deleted", outcome)
+    return outcome
+
+
+def _severities(raw: list[str] | None) -> tuple[Severity, ...]:
+    wanted: list[Severity] = []
+    for value in raw or []:
+        for part in value.split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            try:
+                wanted.append(Severity(part))
+            except ValueError:
+                allowed = ", ".join(s.value for s in Severity)
+                raise ValueError(f"severity {part!r} is not one of {allowed}") from None
+    return tuple(wanted)
+
+
+@router.get(
+    "/api/findings",
+    summary="Findings, KEV-exploited first, then by severity",
+    responses={422: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def findings(
+    dashboard: DashboardDep,
+    severity: Annotated[
+        list[str] | None,
+        Query(description="critical, high, medium, low, info; repeat or comma-separate."),
+    ] = None,
+    kev: Annotated[bool | None, Query(description="Only (or no) KEV-exploited findings.")] = None,
+    asset: Annotated[str | None, Query(max_length=500, description="Asset contains this.")] = None,
+    tool: Annotated[str | None, Query(max_length=200, description="Tool name, any case.")] = None,
+    scan_id: Annotated[int | None, Query(ge=1, description="Findings of one scan.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    """``{"items", "total", "limit", "offset"}``; each item has its CWE names and KEV data."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    try:
+        levels = _severities(severity)
+    except ValueError as exc:
+        return _error(
+            422,
+            f"severity: {exc}",
+            error_type="validation_error",
+            suggestion="Use critical, high, medium, low or info.",
+        )
+    filters = FindingFilters(
+        severity=levels,
+        kev=kev,
+        asset=asset,
+        tool=tool,
+        scan_id=scan_id,
+        limit=limit,
+        offset=offset,
+    )
+    return await service.list_findings(filters)
+
+
+@router.get(
+    "/api/findings/{finding_id}",
+    summary="One finding with its details, KEV data and CWE mitigations",
+    responses={404: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def finding(dashboard: DashboardDep, finding_id: Annotated[int, Path(ge=1)]) -> Any:
+    """Everything the tool reported, plus the knowledge-base entry (and mitigations) of each
+    CWE and the KEV record (dateAdded, dueDate, requiredAction, ransomware) of each CVE."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    found = await service.get_finding(finding_id)
+    if found is None:
+        return _error(
+            404,
+            f"there is no finding {finding_id}",
+            error_type="not_found",
+            suggestion="List findings with GET /api/findings.",
+        )
+    return found

@@ -1,0 +1,46 @@
+"""The overall status (the ``status_update`` payload) and the state-change history."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from jupiter.storage import load_state_changes
+
+from ..deps import AdminDep, DashboardDep
+from ..schemas import ErrorEnvelope, History, StatusPayload
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/api/status", response_model=StatusPayload, summary="Features, errors and health")
+async def status(dashboard: DashboardDep) -> dict[str, Any]:
+    """The same data as the socket's ``status_update`` event; ``health`` is healthy, degraded or
+    unhealthy."""
+    return dashboard.status_payload()
+
+
+@router.get(
+    "/api/history",
+    response_model=History,
+    summary="Feature and breaker state changes (admin)",
+    responses={401: {"model": ErrorEnvelope}},
+)
+async def history(
+    dashboard: DashboardDep,
+    _: AdminDep,
+    days: Annotated[int, Query(ge=1, le=365, description="How far back.")] = 90,
+    component: Annotated[str | None, Query(description="One component (e.g. grok_chat).")] = None,
+) -> dict[str, Any]:
+    """Every recorded change, oldest first (what the status page's incidents are made of)."""
+    dashboard.writer.flush(timeout=2.0)
+    since = datetime.fromtimestamp(time.time() - days * 86400, UTC)
+    name = dashboard.resolve(component) if component else None
+    changes = await run_in_threadpool(
+        load_state_changes, dashboard.database.session_factory, since=since, component=name
+    )
+    return {"changes": changes}

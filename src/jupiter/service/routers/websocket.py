@@ -1,0 +1,195 @@
+"""The socket at /ws: chat, threats, pulse and status events; bad input gets an ``error`` event.
+
+Each incoming message gets its own request ID (on every log line it causes). Chat, threats and
+pulse run as tasks of the connection, so a slow upstream never stops the socket from reading:
+a ``request_status`` is answered while a chat is still thinking.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from jupiter.resilience import build_error_response
+
+from ..dashboard import JupiterDashboard
+from ..hub import Connection
+from ..logs import new_request_id, request_id_var
+from ..protocol import ProtocolError, error_event_data, parse_client_message
+from ..ratelimit import TokenBucket
+
+router = APIRouter()
+log = logging.getLogger("jupiter.ws")
+
+
+async def _handle_chat(dashboard: JupiterDashboard, conn: Connection, data: dict[str, Any]) -> None:
+    extra: dict[str, Any] = {"reply_to": data["id"]} if "id" in data else {}
+    message = data["message"].strip()
+    settings = dashboard.settings
+    if not message:
+        await conn.send(
+            "chat_error",
+            error_event_data(
+                "empty_message",
+                "the message is empty",
+                "Type a question before sending.",
+                clock=dashboard.clock,
+                **extra,
+            ),
+        )
+        return
+    if len(message) > settings.chat_max_message_chars:
+        await conn.send(
+            "chat_error",
+            error_event_data(
+                "message_too_long",
+                f"the message is {len(message)} characters; the limit is "
+                f"{settings.chat_max_message_chars}",
+                "Shorten the question.",
+                clock=dashboard.clock,
+                **extra,
+            ),
+        )
+        return
+    allowed, wait = conn.rate_limit.try_acquire()
+    if not allowed:
+        seconds = max(1, round(wait))
+        await conn.send(
+            "chat_error",
+            error_event_data(
+                "rate_limited",
+                "too many chat messages on this connection",
+                f"Wait {seconds} second(s) before sending another message.",
+                clock=dashboard.clock,
+                retry_after=seconds,
+                **extra,
+            ),
+        )
+        return
+    await conn.send("chat_thinking", {"timestamp": _now(dashboard), **extra})
+    reply = await dashboard.chat_with_jupiter(
+        message, conn.history, conversation_id=conn.conversation_id, channel="ws"
+    )
+    error = reply.pop("error", None)
+    if error is not None:
+        error = dict(error)
+        error.pop("status", None)
+        error.update(
+            {"fallback": reply["response"], "feature_status": reply["feature_status"], **extra}
+        )
+        await conn.send("chat_error", error)
+    else:
+        await conn.send("chat_response", {**reply, **extra})
+
+
+async def _handle_threats(
+    dashboard: JupiterDashboard, conn: Connection, data: dict[str, Any]
+) -> None:
+    await conn.send("threats_loading", {"timestamp": _now(dashboard)})
+    filters = data.get("filters")
+    try:
+        ok, payload = await dashboard.fetch_threats(filters if isinstance(filters, dict) else None)
+    except ValueError as exc:
+        await conn.send(
+            "threats_error",
+            error_event_data(
+                "validation_error", str(exc), "Fix the filter and try again.", clock=dashboard.clock
+            ),
+        )
+        return
+    if ok:
+        payload.setdefault("count", len(payload.get("items") or []))
+        payload.setdefault("success", True)
+        await conn.send("threats_update", payload)
+    else:
+        payload.pop("status", None)
+        await conn.send("threats_error", payload)
+
+
+async def _handle_pulse(dashboard: JupiterDashboard, conn: Connection) -> None:
+    ok, payload = await dashboard.get_pulse()
+    if ok:
+        await conn.send("pulse_update", payload)
+    else:
+        payload.pop("status", None)
+        await conn.send("pulse_error", payload)
+
+
+def _now(dashboard: JupiterDashboard) -> str:
+    return build_error_response("", clock=dashboard.clock)["error"]["timestamp"]
+
+
+async def _guarded(coro: Any, conn: Connection, dashboard: JupiterDashboard, what: str) -> None:
+    """Run a handler; an unexpected exception becomes an ``error`` event, never a closed socket."""
+    try:
+        await coro
+    except Exception as exc:
+        log.error("❌ socket handler %s failed: %s", what, type(exc).__name__)
+        dashboard.record_error("websocket_handler", f"{what} failed", {"error": type(exc).__name__})
+        body = build_error_response(exc, clock=dashboard.clock)["error"]
+        body.pop("status", None)
+        await conn.send("error", body)
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    dashboard: JupiterDashboard = websocket.app.state.dashboard
+    settings = dashboard.settings
+    await websocket.accept()
+    conn = Connection(
+        websocket,
+        rate_limit=TokenBucket(
+            settings.ws_chat_burst, settings.ws_chat_refill_per_second, clock=dashboard.clock
+        ),
+    )
+    conn.start()
+    dashboard.hub.add(conn)
+    log.info("📡 socket %s connected (%d open)", conn.id, dashboard.hub.count)
+    await conn.send("status_update", dashboard.status_payload())
+    try:
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            raw = frame.get("text")
+            if raw is None:
+                raw = frame.get("bytes")
+            token = request_id_var.set(new_request_id())
+            try:
+                try:
+                    event, data = parse_client_message(raw, settings.ws_max_message_bytes)
+                except ProtocolError as exc:
+                    log.warning("⚠️ socket %s sent a bad message: %s", conn.id, exc.code)
+                    await conn.send(
+                        "error",
+                        error_event_data(
+                            exc.code, exc.message, exc.suggestion, clock=dashboard.clock
+                        ),
+                    )
+                    continue
+                log.info("📡 socket %s: %s", conn.id, event)
+                if event == "chat_message":
+                    conn.spawn(
+                        _guarded(_handle_chat(dashboard, conn, data), conn, dashboard, event), event
+                    )
+                elif event == "request_threats":
+                    conn.spawn(
+                        _guarded(_handle_threats(dashboard, conn, data), conn, dashboard, event),
+                        event,
+                    )
+                elif event == "request_pulse":
+                    conn.spawn(
+                        _guarded(_handle_pulse(dashboard, conn), conn, dashboard, event), event
+                    )
+                elif event == "request_status":
+                    await conn.send("status_update", dashboard.status_payload())
+            finally:
+                request_id_var.reset(token)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        dashboard.hub.remove(conn)
+        await conn.close()
+        log.info("📡 socket %s closed (%d open)", conn.id, dashboard.hub.count)

@@ -1,0 +1,100 @@
+"""Every Jupiter setting, in one place. Environment variables ``JUPITER_*`` and a ``.env`` file.
+
+Sections are grouped by area; each area's code reads only its own fields. Validators refuse
+unsafe values (see each ``field_validator``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/jupiter`` or ``~/.local/share/jupiter``, like other XDG-aware tools."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jupiter"
+
+
+class Settings(BaseSettings):
+    """Jupiter's configuration. Defaults run fully offline on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JUPITER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- server ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None  # None: SQLite file in data_dir
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    admin_token: SecretStr | None = None  # None: generated at first start and stored in data_dir
+
+    # --- service core: breakers, retries, recovery, sockets, storage writer (service area) ---
+    breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    breaker_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    retry_initial_delay_seconds: float = Field(default=1.0, ge=0, le=60)
+    retry_max_delay_seconds: float = Field(default=30.0, ge=0, le=600)
+    component_init_attempts: int = Field(default=3, ge=1, le=20)
+    component_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    error_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    ws_max_message_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    chat_max_message_chars: int = Field(default=4000, ge=1, le=100_000)
+    ws_chat_burst: int = Field(default=5, ge=1, le=1000)
+    ws_chat_refill_per_second: float = Field(default=0.5, gt=0, le=1000)
+    storage_flush_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    storage_flush_batch_size: int = Field(default=200, ge=1, le=100_000)
+    storage_restore_errors: int = Field(default=1000, ge=0, le=100_000)
+
+    # --- LLM chat ---
+    llm_provider: Literal["auto", "grok", "openai", "ollama", "offline"] = "auto"
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    xai_api_key: SecretStr | None = Field(default=None, validation_alias="XAI_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    # --- threat intelligence ---
+    kev_url: str | None = None
+    stix_url: str | None = None
+    taxii_collection_url: str | None = None
+    intel_file: Path | None = None
+    intel_sync_interval_seconds: float = Field(default=3600.0, ge=30)
+    intel_timeout_seconds: float = Field(default=15.0, gt=0, le=300)  # per HTTP request
+
+    # --- community pulse ---
+    pulse_feeds: list[str] = Field(default_factory=list)
+    pulse_refresh_seconds: float = Field(default=300.0, ge=0)
+
+    @field_validator("kev_url", "stix_url", "taxii_collection_url", mode="before")
+    @classmethod
+    def _intel_url_is_http(cls, value: object) -> object:
+        """Intel sources are fetched over http(s) only; an empty value means "not configured"."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not value.strip().lower().startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("pulse_feeds", mode="after")
+    @classmethod
+    def _pulse_feeds_are_http(cls, value: list[str]) -> list[str]:
+        """Feeds are fetched over http(s) only (no file:// or other schemes)."""
+        feeds = [feed.strip() for feed in value if feed.strip()]
+        bad = [feed for feed in feeds if not feed.lower().startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"feed URLs must be http:// or https:// ({len(bad)} are not)")
+        return feeds
+
+    # --- scans ---
+    scan_max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)

@@ -1,0 +1,23 @@
+"""Persistence on SQLAlchemy 2: SQLite by default, PostgreSQL when JUPITER_DATABASE_URL is set.
+
+``Database`` builds the engine and tables, ``BackgroundWriter`` batches writes off the request
+path, and ``repository`` reads back what startup restores.
+"""
+
+from .base import Base
+from .database import Database, database_url_for, import_models, make_engine
+from .repository import load_conversation, load_recent_errors, load_state_changes
+from .writer import BackgroundWriter, WriterStats
+
+__all__ = [
+    "BackgroundWriter",
+    "Base",
+    "Database",
+    "WriterStats",
+    "database_url_for",
+    "import_models",
+    "load_conversation",
+    "load_recent_errors",
+    "load_state_changes",
+    "make_engine",
+]

@@ -1,0 +1,124 @@
+"""Engine and session factory: SQLite in the data dir by default, any SQLAlchemy URL otherwise.
+
+The engine is synchronous (SQLAlchemy 2); async code calls it through a worker thread
+(``anyio.to_thread`` / starlette's ``run_in_threadpool``) or the background writer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .base import Base
+
+__all__ = [
+    "MODEL_MODULES",
+    "Database",
+    "database_url_for",
+    "import_models",
+    "make_engine",
+]
+
+log = logging.getLogger("jupiter.storage")
+
+#: Every module that declares tables on ``Base``; optional ones may not exist yet.
+MODEL_MODULES: tuple[str, ...] = (
+    "jupiter.storage.models",
+    "jupiter.intel.models",
+    "jupiter.scans.models",
+)
+
+
+def database_url_for(data_dir: Path, database_url: str | None) -> str:
+    """The configured URL, or a SQLite file ``jupiter.db`` inside ``data_dir``."""
+    if database_url:
+        return database_url
+    return f"sqlite:///{Path(data_dir) / 'jupiter.db'}"
+
+
+def import_models() -> list[str]:
+    """Import every model module that exists so ``Base.metadata`` knows all tables."""
+    imported = []
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # the area is not installed: it has no tables to create
+            # A broken area must not stop the service tables from being created: that
+            # area's component fails its own initialisation and is disabled on its own.
+            log.error("❌ could not import %s (%s); its tables are skipped", name, exc)
+            continue
+        except Exception as exc:
+            log.error("❌ could not import %s (%s); its tables are skipped", name, exc)
+            continue
+        imported.append(name)
+    return imported
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run while the background writer commits; synchronous=NORMAL in WAL mode
+    # survives a killed process (only a power loss can drop the last commits).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets a parent directory, WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+class Database:
+    """One engine plus its session factory, with table creation and a liveness probe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.session_factory: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Database:
+        """The database the settings point at (``database_url`` or SQLite in ``data_dir``)."""
+        return cls(database_url_for(settings.data_dir, settings.database_url))
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"`` (or another SQLAlchemy dialect name)."""
+        return self.engine.dialect.name
+
+    def create_all(self) -> None:
+        """Create every table of every area (idempotent)."""
+        import_models()
+        Base.metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1``."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any driver error means "not ready"
+            log.warning("⚠️ database ping failed", exc_info=False)
+            return False
+        return True
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

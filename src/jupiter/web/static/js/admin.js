@@ -1,0 +1,386 @@
+// The Admin Console at "/admin". The token lives in sessionStorage (this tab only) and goes
+// out as "Authorization: Bearer" on every admin call; it is never put in a URL.
+// The console applies the dashboard's own patterns: its reads go through client-side breakers
+// and keep the last good data, so a failing or disabled feature adds no new failures here.
+import { $, el, replaceChildren, formatTime, featureInfo, breakerState, failureCount, FEATURES } from "./dom.js";
+import { requestJson, ClientBreaker, ApiError } from "./api.js";
+import { JupiterSocket } from "./socket.js";
+import { toast } from "./toast.js";
+
+const TOKEN_KEY = "jupiter.adminToken";
+const POLL_MS = 10000;
+const breakers = {
+  features: new ClientBreaker(),
+  stats: new ClientBreaker(),
+  errors: new ClientBreaker(),
+};
+let socket = null;
+let pollTimer = null;
+let recentErrors = [];
+let features = {};
+let busy = false;
+
+const token = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+function authHeaders() {
+  const value = token.get();
+  return value ? { Authorization: `Bearer ${value}` } : {};
+}
+
+/** Every admin request: Bearer header, and a 401 signs the console out. */
+async function adminRequest(url, options = {}) {
+  try {
+    return await requestJson(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      signOut("The admin token was refused. Sign in again.");
+    }
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------- sign in / out
+const signinSection = $("#signin");
+const consoleMain = $("#console");
+const signinError = $("#signin-error");
+const adminState = $("#admin-state");
+
+async function verify(candidate) {
+  return requestJson("/api/admin/session", { headers: { Authorization: `Bearer ${candidate}` } });
+}
+
+$("#signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("#token-input");
+  const candidate = input.value.trim();
+  if (!candidate) return;
+  const button = $("#signin-button");
+  button.disabled = true;
+  signinError.hidden = true;
+  try {
+    await verify(candidate);
+    token.set(candidate);
+    input.value = "";
+    showConsole();
+  } catch (error) {
+    signinError.hidden = false;
+    signinError.textContent =
+      error instanceof ApiError && error.status === 401
+        ? "That token is not valid. Check the token printed by `jupiter serve`."
+        : `Could not sign in: ${error.message}`;
+    input.focus();
+    input.select();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function signOut(message) {
+  token.clear();
+  clearInterval(pollTimer);
+  pollTimer = null;
+  consoleMain.hidden = true;
+  signinSection.hidden = false;
+  adminState.textContent = "Signed out";
+  adminState.className = "pill pill-unknown";
+  $("#connection").hidden = true;
+  if (message) {
+    signinError.hidden = false;
+    signinError.textContent = message;
+  }
+  $("#token-input").focus();
+}
+$("#signout").addEventListener("click", () => signOut());
+
+function showConsole() {
+  signinSection.hidden = true;
+  consoleMain.hidden = false;
+  signinError.hidden = true;
+  adminState.textContent = "Signed in";
+  adminState.className = "pill pill-open";
+  refreshAll();
+  clearInterval(pollTimer);
+  pollTimer = setInterval(refreshAll, POLL_MS);
+  connectSocket();
+}
+
+// ---------------------------------------------------------------- confirmation
+const dialog = $("#confirm-dialog");
+
+function confirmAction(title, text, confirmLabel) {
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  $("#confirm-ok").textContent = confirmLabel;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    $("#confirm-cancel").focus();
+  });
+}
+
+// ---------------------------------------------------------------- features and breakers
+function renderFeatures() {
+  // Live updates rebuild the rows; keep what the operator is typing and where the focus is.
+  const typed = Object.fromEntries([...document.querySelectorAll("#feature-list input.reason")].map((i) => [i.id, i.value]));
+  const focused = document.activeElement && document.activeElement.closest("#feature-list") ? document.activeElement : null;
+  const focusKey = focused ? focused.id || `${focused.dataset.action}:${focused.dataset.feature}` : null;
+  const names = Object.keys(features);
+  const ordered = [
+    ...FEATURES.map((f) => f.feature).filter((n) => names.includes(n)),
+    ...names.filter((n) => !FEATURES.some((f) => f.feature === n)),
+  ];
+  const rows = ordered.map((name) => {
+    const entry = features[name] || {};
+    const info = featureInfo(name);
+    const alias = entry.alias || info.key;
+    const state = breakerState(entry);
+    const enabled = entry.enabled !== false;
+    const reasonId = `reason-${alias}`;
+    const reason = el("input", {
+      type: "text",
+      id: reasonId,
+      class: "reason",
+      maxlength: 300,
+      placeholder: enabled ? "Reason for disabling" : "Reason for enabling",
+    });
+    const toggle = el("button", {
+      type: "button",
+      class: enabled ? "btn btn-small btn-danger" : "btn btn-small btn-primary",
+      text: enabled ? "Disable" : "Enable",
+      dataset: { action: enabled ? "disable" : "enable", feature: alias },
+      "aria-label": `${enabled ? "Disable" : "Enable"} ${entry.label || info.label}`,
+    });
+    toggle.addEventListener("click", () => setFeature(alias, enabled ? "disable" : "enable", reason));
+    const reset = el("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Reset breaker",
+      dataset: { action: "reset", feature: alias },
+      "aria-label": `Reset the circuit breaker of ${entry.label || info.label}`,
+    });
+    reset.addEventListener("click", () => resetBreaker(alias, entry.label || info.label));
+    const forceOpen = el("button", {
+      type: "button",
+      class: "btn btn-small btn-danger",
+      text: "Force open",
+      disabled: state === "open",
+      dataset: { action: "force-open", feature: alias },
+      "aria-label": `Force open the circuit breaker of ${entry.label || info.label}`,
+    });
+    forceOpen.addEventListener("click", () => forceOpenBreaker(alias, entry.label || info.label));
+    return el(
+      "div",
+      { class: "feature-row", dataset: { feature: name, alias, breaker: state, enabled: String(enabled) } },
+      el(
+        "div",
+        {},
+        el("h3", { text: entry.label || info.label }),
+        el(
+          "div",
+          { class: "meta" },
+          el("span", { class: `badge ${enabled ? "badge-ok" : "badge-disabled"}`, text: enabled ? "enabled" : "disabled" }),
+          el("span", { class: `badge breaker breaker-${state}`, text: `breaker ${state}` }),
+          el("span", { class: "muted small", text: `${failureCount(entry)} failures` }),
+          !enabled && entry.reason ? el("span", { class: "muted small", text: `reason: ${entry.reason}` }) : null,
+        ),
+      ),
+      el(
+        "div",
+        { class: "controls" },
+        el("label", { for: reasonId, class: "visually-hidden", text: `Reason for the change to ${entry.label || info.label}` }),
+        reason,
+        toggle,
+        reset,
+        forceOpen,
+      ),
+    );
+  });
+  replaceChildren($("#feature-list"), rows.length ? rows : el("p", { class: "muted", text: "Loading features…" }));
+  for (const [id, value] of Object.entries(typed)) {
+    const input = document.getElementById(id);
+    if (input) input.value = value;
+  }
+  if (focusKey) {
+    const [action, feature] = focusKey.split(":");
+    const target =
+      document.getElementById(focusKey) ||
+      document.querySelector(`#feature-list [data-feature="${CSS.escape(feature || "")}"][data-action="${CSS.escape(action)}"]`) ||
+      document.querySelector(`#feature-list [data-feature="${CSS.escape(feature || "")}"][data-action]`);
+    if (target && !target.disabled) target.focus();
+  }
+}
+
+async function loadFeatures() {
+  try {
+    const payload = await breakers.features.call(() => adminRequest("/api/feature-status"));
+    features = payload && payload.features ? payload.features : payload || {};
+    if (!busy) renderFeatures();
+    $("#features-note").textContent = `updated ${formatTime(Date.now())}`;
+  } catch (error) {
+    $("#features-note").textContent = `showing the last good data (${error.message})`;
+  }
+}
+
+async function runAction(label, fn) {
+  busy = true;
+  try {
+    await fn();
+    toast(label, "success");
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) {
+      toast(`${error.message}${error.suggestion ? ` ${error.suggestion}` : ""}`, "error", { title: "Action failed" });
+    }
+  } finally {
+    busy = false;
+    await loadFeatures();
+  }
+}
+
+function setFeature(alias, action, reasonInput) {
+  const reason = reasonInput.value.trim() || `${action}d from the Admin Console`;
+  return runAction(`${featureInfo(alias).label} ${action}d.`, () =>
+    adminRequest(`/api/features/${encodeURIComponent(alias)}/${action}`, { method: "POST", body: { reason } }),
+  );
+}
+
+async function resetBreaker(alias, label) {
+  const ok = await confirmAction(
+    `Reset the ${label} breaker?`,
+    `The breaker closes and calls to ${label} go through again at once, even if the upstream is still failing.`,
+    "Reset breaker",
+  );
+  if (!ok) return;
+  await runAction(`${label} breaker reset.`, () =>
+    adminRequest(`/api/reset-circuit-breaker/${encodeURIComponent(alias)}`, { method: "POST" }),
+  );
+}
+
+async function forceOpenBreaker(alias, label) {
+  const ok = await confirmAction(
+    `Force open the ${label} breaker?`,
+    `Every call to ${label} fails fast and the fallback is served until the breaker is reset or its timeout passes.`,
+    "Force open",
+  );
+  if (!ok) return;
+  await runAction(`${label} breaker forced open.`, () =>
+    adminRequest(`/api/breakers/${encodeURIComponent(alias)}/force-open`, { method: "POST" }),
+  );
+}
+
+// ---------------------------------------------------------------- error stats and recent errors
+function renderStats(stats) {
+  const cards = [
+    ["Errors in window", stats.total_errors ?? 0],
+    ["Per minute", Number(stats.error_rate ?? 0).toFixed(2)],
+    ["Window", `${stats.window_minutes ?? 60} min`],
+  ];
+  replaceChildren(
+    $("#stats"),
+    cards.map(([label, value]) => el("div", { class: "stat" }, el("div", { class: "value", text: String(value) }), el("div", { class: "label", text: label }))),
+  );
+  const byType = Object.entries(stats.errors_by_type || {}).sort((a, b) => b[1] - a[1]);
+  replaceChildren(
+    $("#stats-types"),
+    byType.length
+      ? byType.map(([type, count]) => el("tr", {}, el("td", { class: "mono", text: type }), el("td", { class: "num", text: String(count) })))
+      : el("tr", {}, el("td", { colspan: 2, class: "muted", text: "No errors in the window." })),
+  );
+}
+
+async function loadStats() {
+  try {
+    const stats = await breakers.stats.call(() => adminRequest("/api/error-stats"));
+    renderStats(stats || {});
+    $("#stats-note").textContent = `updated ${formatTime(Date.now())}`;
+  } catch (error) {
+    $("#stats-note").textContent = `showing the last good data (${error.message})`;
+  }
+}
+
+function renderErrors() {
+  const filter = $("#error-type-filter");
+  const types = [...new Set(recentErrors.map((e) => String(e.type)))].sort();
+  const current = filter.value;
+  replaceChildren(filter, el("option", { value: "", text: "All types" }), types.map((t) => el("option", { value: t, text: t })));
+  filter.value = types.includes(current) ? current : "";
+  const shown = recentErrors.filter((e) => !filter.value || String(e.type) === filter.value);
+  replaceChildren(
+    $("#recent-errors"),
+    shown.length
+      ? shown.map((e) => {
+          const context = e.context && Object.keys(e.context).length ? JSON.stringify(e.context, null, 2) : "";
+          return el(
+            "tr",
+            { dataset: { type: String(e.type) } },
+            el("td", { class: "nowrap small", text: formatTime(e.timestamp, true) }),
+            el("td", { class: "mono", text: String(e.type) }),
+            el("td", {}, el("div", { class: "error-message", text: String(e.message ?? "") }), context ? el("pre", { class: "context", text: context }) : null),
+          );
+        })
+      : el("tr", {}, el("td", { colspan: 3, class: "muted", text: recentErrors.length ? "No errors of this type." : "No recent errors." })),
+  );
+}
+$("#error-type-filter").addEventListener("change", renderErrors);
+
+async function loadErrors() {
+  try {
+    const payload = await breakers.errors.call(() => adminRequest("/api/recent-errors?limit=100"));
+    recentErrors = Array.isArray(payload) ? payload : (payload && payload.errors) || [];
+    renderErrors();
+    $("#recent-note").textContent = `${recentErrors.length} shown · updated ${formatTime(Date.now())}`;
+  } catch (error) {
+    $("#recent-note").textContent = `showing the last good data (${error.message})`;
+  }
+}
+$("#errors-refresh").addEventListener("click", () => {
+  loadErrors();
+  loadStats();
+});
+
+function refreshAll() {
+  if (!token.get()) return;
+  loadFeatures();
+  loadStats();
+  loadErrors();
+}
+
+// ---------------------------------------------------------------- live updates
+function connectSocket() {
+  if (socket) return;
+  socket = new JupiterSocket();
+  const pill = $("#connection");
+  pill.hidden = false;
+  socket.addEventListener("statechange", (event) => {
+    const { state } = event.detail;
+    pill.className = `pill pill-${state}`;
+    pill.textContent = state === "open" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
+  });
+  socket.on("status_update", (data) => {
+    if (!token.get()) return;
+    if (data.features) {
+      features = data.features;
+      if (!busy) renderFeatures();
+    }
+    if (data.errors) renderStats(data.errors);
+  });
+  socket.on("open", () => socket.send("request_status"));
+  socket.connect();
+}
+
+// ---------------------------------------------------------------- start
+window.jupiterAdmin = { signOut };
+if (token.get()) {
+  verify(token.get())
+    .then(showConsole)
+    .catch((error) => {
+      if (error instanceof ApiError && error.status === 401) signOut("The stored admin token is no longer valid.");
+      else showConsole(); // the server is unreachable right now; the console retries by itself
+    });
+} else {
+  signOut();
+}

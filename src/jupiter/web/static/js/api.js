@@ -1,0 +1,96 @@
+// fetch with a timeout, the service's error envelope turned into an ApiError, and a small
+// client-side circuit breaker so a failing endpoint is not hammered by the page either.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    const detail = body && body.detail;
+    const message =
+      error.message ||
+      (typeof detail === "string" ? detail : null) ||
+      (Array.isArray(detail) && detail[0] && detail[0].msg) ||
+      (status ? `Request failed (HTTP ${status})` : "The server could not be reached");
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.type = error.type || (status ? `http_${status}` : "network");
+    this.suggestion = error.suggestion || null;
+    this.recoverable = error.recoverable ?? (status === 0 || status >= 500 || status === 429);
+  }
+}
+
+export async function requestJson(url, { method = "GET", headers = {}, body, timeoutMs = 10000 } = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const init = { method, headers: { Accept: "application/json", ...headers }, signal: controller.signal };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, { ...init, credentials: "same-origin", cache: "no-store" });
+  } catch {
+    throw new ApiError(0, null);
+  } finally {
+    clearTimeout(timer);
+  }
+  let payload = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      payload = null;
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, payload);
+  return payload;
+}
+
+/**
+ * The same pattern as the service's breakers, in the browser: after ``failureThreshold``
+ * failures in a row calls fail fast for ``openMs``; then one trial call decides.
+ * Client errors (4xx other than 429) are the caller's fault and do not count.
+ */
+export class ClientBreaker {
+  constructor({ failureThreshold = 3, openMs = 15000, now = () => Date.now() } = {}) {
+    this.failureThreshold = failureThreshold;
+    this.openMs = openMs;
+    this.now = now;
+    this.failures = 0;
+    this.openedAt = null;
+  }
+
+  get state() {
+    if (this.openedAt === null) return "closed";
+    return this.now() - this.openedAt >= this.openMs ? "half_open" : "open";
+  }
+
+  async call(fn) {
+    if (this.state === "open") {
+      const error = new ApiError(0, {
+        error: {
+          type: "circuit_open",
+          message: "Paused after repeated failures; trying again shortly.",
+          recoverable: true,
+        },
+      });
+      error.retryAfterMs = this.openMs - (this.now() - this.openedAt);
+      throw error;
+    }
+    try {
+      const result = await fn();
+      this.failures = 0;
+      this.openedAt = null;
+      return result;
+    } catch (error) {
+      const counts = !(error instanceof ApiError) || error.status === 0 || error.status >= 500 || error.status === 429;
+      if (counts) {
+        this.failures += 1;
+        if (this.state === "half_open" || this.failures >= this.failureThreshold) this.openedAt = this.now();
+      }
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,509 @@
+// The dashboard at "/": chat, threat feed, community pulse, system status and the error-rate
+// chart, all fed by one reconnecting WebSocket (plus REST for the chart).
+import {
+  $, el, replaceChildren, formatAge, formatTime, featureInfo, breakerState, failureCount, safeUrl, FEATURES,
+} from "./dom.js";
+import { JupiterSocket } from "./socket.js";
+import { toast } from "./toast.js";
+import { requestJson, ClientBreaker } from "./api.js";
+import { normaliseTimeseries, renderChart } from "./chart.js";
+
+const socket = new JupiterSocket();
+const MAX_THREAT_ROWS = 200;
+const STATUS_POLL_MS = 10000;
+const CHART_POLL_MS = 30000;
+
+// ---------------------------------------------------------------- connection
+const connectionPill = $("#connection");
+const banner = $("#reconnect-banner");
+const bannerText = $("#reconnect-text");
+let countdownTimer = null;
+
+socket.addEventListener("statechange", (event) => {
+  const { state, attempt, nextRetryAt } = event.detail;
+  document.body.dataset.connection = state;
+  connectionPill.className = `pill pill-${state}`;
+  clearInterval(countdownTimer);
+  if (state === "open") {
+    connectionPill.textContent = "Live";
+    banner.hidden = true;
+    return;
+  }
+  if (state === "connecting") {
+    connectionPill.textContent = "Connecting…";
+    return;
+  }
+  connectionPill.textContent = "Reconnecting…";
+  banner.hidden = false;
+  const tick = () => {
+    const wait = nextRetryAt ? Math.max(0, Math.ceil((nextRetryAt - Date.now()) / 1000)) : 0;
+    bannerText.textContent =
+      wait > 0
+        ? `Connection lost. Reconnecting… (attempt ${attempt}, next try in ${wait} s)`
+        : `Connection lost. Reconnecting… (attempt ${attempt})`;
+  };
+  tick();
+  countdownTimer = setInterval(tick, 500);
+});
+$("#reconnect-now").addEventListener("click", () => socket.reconnectNow());
+
+socket.on("open", ({ reconnected }) => {
+  if (reconnected) toast("Live updates are back.", "success", { title: "Reconnected" });
+  socket.send("request_status");
+  socket.send("request_threats");
+  socket.send("request_pulse");
+  if (chatAwaiting) setThinking(false);
+  refreshChart();
+});
+
+socket.on("error", (data) => {
+  // A protocol error from the server (bad input): show it, the socket stays up.
+  toast(String(data.message || data.error || "The server refused a message."), "error");
+});
+
+// ---------------------------------------------------------------- chat
+const chatLog = $("#chat-log");
+const chatForm = $("#chat-form");
+const chatInput = $("#chat-input");
+const chatThinking = $("#chat-thinking");
+const chatFeature = $("#chat-feature");
+let lastChatMessage = null;
+let chatAwaiting = false;
+
+function setThinking(on) {
+  chatAwaiting = on;
+  chatThinking.hidden = !on;
+  $("#chat-panel").setAttribute("aria-busy", on ? "true" : "false");
+}
+
+function appendChat(role, text, extra = {}) {
+  const item = el(
+    "li",
+    { class: `msg msg-${role}${extra.isError ? " msg-error" : ""}`, dataset: { role } },
+    el("span", { class: "msg-who", text: role === "user" ? "You" : "Jupiter" }),
+    el("p", { class: "msg-text", text }),
+  );
+  if (extra.suggestion) {
+    item.append(el("p", { class: "msg-suggestion" }, el("strong", { text: "Suggestion: " }), el("span", { text: extra.suggestion })));
+  }
+  if (extra.meta) item.append(el("p", { class: "msg-meta", text: extra.meta }));
+  if (extra.retry) {
+    const button = el("button", { type: "button", class: "btn btn-small btn-retry", text: "Retry" });
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      button.textContent = "Retrying…";
+      sendChat(extra.retry, { isRetry: true });
+    });
+    item.append(button);
+  }
+  chatLog.querySelector(".chat-empty")?.remove();
+  chatLog.append(item);
+  chatLog.scrollTop = chatLog.scrollHeight;
+  return item;
+}
+
+function sendChat(message, { isRetry = false } = {}) {
+  lastChatMessage = message;
+  if (!isRetry) appendChat("user", message);
+  setThinking(true);
+  socket.send("chat_message", { message });
+}
+
+chatForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const message = chatInput.value.trim();
+  if (!message) {
+    chatInput.focus();
+    return;
+  }
+  chatInput.value = "";
+  sendChat(message);
+});
+chatInput.addEventListener("keydown", (event) => {
+  // Enter sends, Shift+Enter adds a line, as in most chat tools.
+  if (event.key === "Enter" && !event.shiftKey) {
+    event.preventDefault();
+    chatForm.requestSubmit();
+  }
+});
+
+socket.on("chat_thinking", () => setThinking(true));
+socket.on("chat_response", (data) => {
+  setThinking(false);
+  const text = String(data.response ?? data.message ?? data.content ?? "");
+  const meta = [data.provider, data.model].filter(Boolean).join(" · ");
+  const error = data.error && typeof data.error === "object" ? data.error : null;
+  if (error) {
+    // The call failed: the error is the reply, the fallback text is shown beneath it.
+    appendChat("assistant", String(error.message ?? "Jupiter could not answer."), {
+      isError: true,
+      suggestion: error.suggestion ? String(error.suggestion) : null,
+      retry: error.recoverable !== false ? lastChatMessage : null,
+      meta: text ? `Fallback: ${text}` : "",
+    });
+  } else if (data.is_error) {
+    const disabled = data.degraded || (data.feature_status && data.feature_status.enabled === false);
+    appendChat("assistant", text, {
+      isError: true,
+      suggestion: data.suggestion ? String(data.suggestion) : disabled ? "Chat is switched off for now; the other panels still work." : null,
+      retry: !disabled && data.recoverable !== false ? lastChatMessage : null,
+      meta,
+    });
+  } else {
+    appendChat("assistant", text, { meta });
+  }
+  if (data.feature_status) showChatFeature(data.feature_status);
+});
+socket.on("chat_error", (data) => {
+  setThinking(false);
+  const message = String(data.message ?? data.error ?? "Jupiter could not answer.");
+  const recoverable = data.recoverable !== false;
+  appendChat("assistant", message, {
+    isError: true,
+    suggestion: data.suggestion ? String(data.suggestion) : null,
+    retry: recoverable && lastChatMessage ? lastChatMessage : null,
+    meta: data.fallback ? `Fallback: ${data.fallback}` : "",
+  });
+  if (data.feature_status) showChatFeature(data.feature_status);
+});
+
+function featureCondition(entry) {
+  if (!entry) return { key: "unknown", label: "unknown" };
+  if (entry.enabled === false) return { key: "disabled", label: "Disabled" };
+  const state = breakerState(entry);
+  if (state === "open") return { key: "degraded", label: "Degraded (breaker open)" };
+  if (state === "half_open") return { key: "degraded", label: "Degraded (recovering)" };
+  return { key: "ok", label: "Available" };
+}
+
+function showChatFeature(entry) {
+  // chat_response carries the chat feature alone or the whole map: accept both.
+  const own = entry && entry.grok_chat ? entry.grok_chat : entry;
+  if (own && typeof own === "object" && ("enabled" in own || "circuit_breaker" in own)) {
+    const { key, label } = featureCondition(own);
+    chatFeature.className = `badge badge-${key}`;
+    chatFeature.textContent = `Chat: ${label}`;
+    chatFeature.dataset.state = key;
+  } else if (typeof entry === "string") {
+    chatFeature.className = "badge badge-neutral";
+    chatFeature.textContent = `Chat: ${entry}`;
+  }
+}
+
+// ---------------------------------------------------------------- system status
+const statusRows = $("#status-rows");
+const healthPill = $("#health");
+let previousFeatures = null;
+
+function renderStatus(data) {
+  const features = data.features || {};
+  const names = Object.keys(features);
+  const ordered = [
+    ...FEATURES.map((f) => f.feature).filter((n) => names.includes(n)),
+    ...names.filter((n) => !FEATURES.some((f) => f.feature === n)),
+  ];
+  replaceChildren(
+    statusRows,
+    ordered.length
+      ? ordered.map((name) => {
+          const entry = features[name];
+          const info = featureInfo(name);
+          const state = breakerState(entry);
+          const condition = featureCondition(entry);
+          return el(
+            "tr",
+            { dataset: { feature: name, breaker: state, condition: condition.key } },
+            el("th", { scope: "row", text: info.label }),
+            el("td", {}, el("span", { class: `badge badge-${condition.key}`, text: condition.label })),
+            el("td", {}, el("span", { class: `badge breaker breaker-${state}`, text: state })),
+            el("td", { class: "num", text: String(failureCount(entry)) }),
+          );
+        })
+      : el("tr", {}, el("td", { colspan: 4, class: "muted", text: "No features reported." })),
+  );
+  const health = String(data.health || "unknown");
+  healthPill.className = `pill pill-health-${health}`;
+  healthPill.textContent = `Health: ${health}`;
+  healthPill.dataset.health = health;
+  const stamp = data.timestamp ? formatTime(data.timestamp) : formatTime(Date.now());
+  $("#status-updated").textContent = `updated ${stamp}`;
+  const errors = data.errors || {};
+  if (errors.total_errors !== undefined) {
+    $("#error-summary").textContent =
+      `${errors.total_errors} error${errors.total_errors === 1 ? "" : "s"} in the last ${errors.window_minutes ?? 60} min` +
+      (errors.error_rate !== undefined ? ` · ${Number(errors.error_rate).toFixed(2)} per min` : "");
+  }
+  if (features.grok_chat) showChatFeature(features.grok_chat);
+  announceChanges(previousFeatures, features);
+  previousFeatures = features;
+}
+
+function announceChanges(before, after) {
+  if (!before) return;
+  for (const [name, entry] of Object.entries(after)) {
+    const old = before[name];
+    if (!old) continue;
+    const label = featureInfo(name).label;
+    const was = featureCondition(old).key;
+    const now = featureCondition(entry).key;
+    if (was === now) continue;
+    if (now === "disabled") toast(`${label} was switched off; a fallback is served.`, "warning", { title: `${label} is disabled` });
+    else if (now === "degraded") toast(`${label} is failing; Jupiter serves a fallback until it recovers.`, "warning", { title: `${label} is degraded` });
+    else if (now === "ok" && was === "disabled") toast(`${label} is switched on again.`, "success", { title: `${label} is back` });
+    else if (now === "ok") toast(`${label} is answering normally again.`, "success", { title: `${label} recovered` });
+  }
+}
+
+socket.on("status_update", (data) => {
+  renderStatus(data);
+  scheduleChartRefresh();
+});
+setInterval(() => {
+  if (socket.state === "open") socket.send("request_status");
+}, STATUS_POLL_MS);
+
+// ---------------------------------------------------------------- threat feed
+const threatsPanel = $("#threats-panel");
+const threatRows = $("#threats-rows");
+const sourceFilter = $("#filter-source");
+const severityFilter = $("#filter-severity");
+let threatItems = [];
+let threatTotal = 0;
+
+function threatField(item, ...names) {
+  for (const name of names) if (item[name] !== undefined && item[name] !== null && item[name] !== "") return item[name];
+  return "";
+}
+
+function severityOf(item) {
+  return String(threatField(item, "severity", "priority") || "unknown").toLowerCase();
+}
+
+function fillSelect(select, values, allLabel) {
+  const current = select.value;
+  replaceChildren(select, el("option", { value: "", text: allLabel }), values.map((v) => el("option", { value: v, text: v })));
+  select.value = values.includes(current) ? current : "";
+}
+
+function renderThreats() {
+  const source = sourceFilter.value;
+  const severity = severityFilter.value;
+  const shown = threatItems.filter(
+    (item) => (!source || String(item.source) === source) && (!severity || severityOf(item) === severity),
+  );
+  const rows = shown.slice(0, MAX_THREAT_ROWS).map((item) => {
+    const id = String(threatField(item, "id", "cve_id", "cve"));
+    const refs = Array.isArray(item.references) ? item.references : [];
+    const candidates = [item.url, item.link, ...refs.map((r) => (typeof r === "string" ? r : r && r.url))];
+    const link = candidates.map(safeUrl).find(Boolean);
+    const date = threatField(item, "added", "published", "date_added", "dateAdded", "date", "modified", "updated");
+    const sev = severityOf(item);
+    return el(
+      "tr",
+      {},
+      el("td", { class: "mono" }, link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: id }) : id),
+      el("td", { class: "threat-title", text: String(threatField(item, "title", "name", "description")) }),
+      el("td", {}, el("span", { class: `badge sev sev-${sev.replace(/[^a-z]/g, "")}`, text: sev })),
+      el("td", { text: String(item.source ?? "") }),
+      el("td", { class: "nowrap", text: date ? String(date).slice(0, 10) : "" }),
+    );
+  });
+  if (!rows.length) {
+    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text: threatItems.length ? "No items match the filters." : "No threat data yet." })));
+  } else if (shown.length > MAX_THREAT_ROWS) {
+    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text: `Showing the first ${MAX_THREAT_ROWS} of ${shown.length}; narrow them with the filters.` })));
+  }
+  replaceChildren(threatRows, rows);
+  const count = $("#threats-count");
+  const total = Math.max(threatTotal, threatItems.length);
+  if (shown.length !== threatItems.length) count.textContent = `${shown.length} of ${threatItems.length} loaded`;
+  else if (total > threatItems.length) count.textContent = `${total} items · newest ${threatItems.length} loaded`;
+  else count.textContent = `${total} item${total === 1 ? "" : "s"}`;
+  count.dataset.count = String(total);
+}
+
+sourceFilter.addEventListener("change", renderThreats);
+severityFilter.addEventListener("change", renderThreats);
+$("#threats-refresh").addEventListener("click", () => socket.send("request_threats"));
+
+function showNotice(node, text, kind = "info") {
+  if (!text) {
+    node.hidden = true;
+    node.textContent = "";
+    return;
+  }
+  node.hidden = false;
+  node.className = `notice notice-${kind}`;
+  node.textContent = text;
+}
+
+socket.on("threats_loading", () => {
+  threatsPanel.setAttribute("aria-busy", "true");
+  threatsPanel.classList.add("loading");
+  if (!threatItems.length) {
+    replaceChildren(threatRows, el("tr", { class: "loading-row" }, el("td", { colspan: 5, text: "Loading threat intelligence…" })));
+  }
+  showNotice($("#threats-message"), "Loading threat intelligence…");
+});
+socket.on("threats_update", (data) => {
+  threatsPanel.setAttribute("aria-busy", "false");
+  threatsPanel.classList.remove("loading");
+  threatItems = Array.isArray(data.items) ? data.items : [];
+  threatTotal = Number(data.count ?? threatItems.length) || 0;
+  const sources = [...new Set(threatItems.map((i) => String(i.source ?? "")).filter(Boolean))].sort();
+  const order = ["critical", "high", "medium", "low", "info", "unknown"];
+  const severities = [...new Set(threatItems.map(severityOf))].sort(
+    (a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99) || a.localeCompare(b),
+  );
+  fillSelect(sourceFilter, sources, "All sources");
+  fillSelect(severityFilter, severities, "All severities");
+  const stale = $("#threats-stale");
+  if (data.stale) {
+    stale.hidden = false;
+    stale.textContent = data.age_seconds !== undefined ? `stale · ${formatAge(data.age_seconds)}` : "stale";
+    stale.title = "The source failed; this is the last good data.";
+  } else {
+    stale.hidden = true;
+  }
+  const problem = data.success === false ? String(data.error?.message ?? data.error ?? data.message ?? "The threat sources could not be reached.") : "";
+  const suggestion = data.suggestion ? ` ${data.suggestion}` : "";
+  showNotice($("#threats-message"), problem ? problem + suggestion : "", "warning");
+  renderThreats();
+});
+socket.on("threats_error", (data) => {
+  threatsPanel.setAttribute("aria-busy", "false");
+  threatsPanel.classList.remove("loading");
+  const message = String(data.message ?? data.error?.message ?? data.error ?? "Threat intelligence is unavailable.");
+  showNotice($("#threats-message"), data.suggestion ? `${message} ${data.suggestion}` : message, "error");
+  renderThreats();
+});
+
+// ---------------------------------------------------------------- community pulse
+function renderPulse(data) {
+  const items = Array.isArray(data.items) ? data.items : [];
+  const sources = data.sources && typeof data.sources === "object" ? data.sources : {};
+  // Items name their feed by the same key as "sources" (the feed URL, query string redacted).
+  const feedOf = (item) => String(item.feed ?? item.source ?? "unknown");
+  const names = [...new Set([...Object.keys(sources), ...items.map(feedOf)])];
+  const cards = names.map((name) => {
+    const info = sources[name] || {};
+    const status = String(info.status || "live").toLowerCase();
+    const own = items.filter((i) => feedOf(i) === name).slice(0, 6);
+    const detail = [];
+    if (info.age_seconds !== undefined && status !== "live") detail.push(formatAge(info.age_seconds));
+    if ((status === "error" || status === "stale") && (info.error || info.message)) detail.push(String(info.error || info.message));
+    if (status === "pending") detail.push("not fetched yet");
+    return el(
+      "article",
+      { class: `pulse-source pulse-${status}`, dataset: { source: name, status } },
+      el(
+        "header",
+        {},
+        el("h3", { text: String(info.title || info.name || name) }),
+        el("span", { class: `badge badge-${status}`, text: status }),
+      ),
+      detail.length ? el("p", { class: "muted small", text: detail.join(" · ") }) : null,
+      own.length
+        ? el(
+            "ul",
+            { class: "pulse-items" },
+            own.map((item) => {
+              const title = String(item.title ?? "(untitled)");
+              const link = safeUrl(item.link ?? item.url);
+              return el(
+                "li",
+                {},
+                link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: title }) : el("span", { text: title }),
+                item.published ? el("span", { class: "muted small", text: ` · ${formatTime(item.published, true)}` }) : null,
+              );
+            }),
+          )
+        : el("p", { class: "muted small", text: "No items." }),
+    );
+  });
+  replaceChildren($("#pulse-sources"), cards.length ? cards : el("p", { class: "muted", text: "No feeds configured." }));
+  const trending = Array.isArray(data.trending) ? data.trending : [];
+  replaceChildren(
+    $("#pulse-trending"),
+    trending.length ? el("span", { class: "muted small", text: "Trending: " }) : null,
+    trending.slice(0, 12).map((t) => {
+      const topic = typeof t === "string" ? t : String(t.topic ?? t.term ?? t.name ?? "");
+      const sourcesCount = t && typeof t === "object" ? (Array.isArray(t.sources) ? t.sources.length : t.sources) : undefined;
+      const label = sourcesCount !== undefined ? `${topic} · ${sourcesCount} sources` : topic;
+      return el("span", { class: "chip", title: t && t.mentions ? `${t.mentions} mentions` : null, text: label });
+    }),
+  );
+  const problem = data.error ? String(data.error.message ?? data.error) : data.success === false || data.status === "empty" ? String(data.message ?? "") : "";
+  const suggestion = data.suggestion || data.error?.suggestion;
+  showNotice($("#pulse-message"), problem ? `${problem}${suggestion ? ` ${suggestion}` : ""}` : "", "warning");
+}
+
+socket.on("pulse_update", renderPulse);
+socket.on("pulse_error", (data) => {
+  const message = String(data.message ?? data.error?.message ?? data.error ?? "Community pulse is unavailable.");
+  showNotice($("#pulse-message"), data.suggestion ? `${message} ${data.suggestion}` : message, "error");
+});
+$("#pulse-refresh").addEventListener("click", () => socket.send("request_pulse"));
+
+// ---------------------------------------------------------------- error-rate chart
+const chartBox = $("#error-chart");
+const chartNote = $("#error-chart-note");
+const chartBreaker = new ClientBreaker({ failureThreshold: 3, openMs: 20000 });
+let chartMinutes = 60;
+let chartData = null;
+let chartTimer = null;
+let chartInFlight = false;
+
+async function refreshChart() {
+  if (chartInFlight) return;
+  chartInFlight = true;
+  try {
+    const payload = await chartBreaker.call(() => requestJson(`/api/errors/timeseries?minutes=${chartMinutes}`));
+    chartData = normaliseTimeseries(payload, chartMinutes);
+    renderChart(chartBox, chartData, { minutes: chartData.times.length || chartMinutes });
+    chartNote.textContent = chartData.capped
+      ? `The server keeps ${chartData.times.length} minutes of errors; showing all of them. Updated ${formatTime(Date.now())}`
+      : `Updated ${formatTime(Date.now())}`;
+  } catch (error) {
+    chartNote.textContent = chartData
+      ? `Showing the last good data: ${error.message}`
+      : `The error chart is unavailable: ${error.message}`;
+  } finally {
+    chartInFlight = false;
+  }
+}
+
+function scheduleChartRefresh() {
+  // Status bursts arrive together; one fetch per burst is enough.
+  if (chartTimer) return;
+  chartTimer = setTimeout(() => {
+    chartTimer = null;
+    refreshChart();
+  }, 1000);
+}
+
+for (const button of document.querySelectorAll(".segmented .seg")) {
+  button.addEventListener("click", () => {
+    chartMinutes = Number(button.dataset.minutes);
+    for (const other of document.querySelectorAll(".segmented .seg")) {
+      other.setAttribute("aria-pressed", other === button ? "true" : "false");
+    }
+    refreshChart();
+  });
+}
+setInterval(refreshChart, CHART_POLL_MS);
+if ("ResizeObserver" in window) {
+  let lastWidth = 0;
+  new ResizeObserver(() => {
+    const width = chartBox.clientWidth;
+    if (chartData && Math.abs(width - lastWidth) > 8) {
+      lastWidth = width;
+      renderChart(chartBox, chartData, { minutes: chartData.times.length || chartMinutes });
+    }
+  }).observe(chartBox);
+}
+
+// ---------------------------------------------------------------- start
+window.jupiter = { socket }; // handy in the console and for the browser tests
+socket.connect();
+refreshChart();

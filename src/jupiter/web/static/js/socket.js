@@ -1,0 +1,112 @@
+// A WebSocket that comes back by itself: exponential backoff with jitter between attempts,
+// and a state the page shows ("connecting", "open", "reconnecting").
+
+export const BACKOFF = Object.freeze({ initialMs: 500, factor: 2, maxMs: 15000 });
+
+/**
+ * Delay before reconnect attempt ``attempt`` (1-based): exponential, capped, with "equal
+ * jitter" (half fixed, half random) so a restarted server is not hit by every tab at once.
+ */
+export function backoffDelay(attempt, random = Math.random, options = BACKOFF) {
+  const exp = Math.min(options.maxMs, options.initialMs * options.factor ** Math.max(0, attempt - 1));
+  return Math.round(exp / 2 + random() * (exp / 2));
+}
+
+export class JupiterSocket extends EventTarget {
+  constructor(url = defaultUrl()) {
+    super();
+    this.url = url;
+    this.state = "connecting";
+    this.attempt = 0;
+    this.nextRetryAt = null;
+    this.ws = null;
+    this.timer = null;
+    this.pending = [];
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      const reconnected = this.attempt > 0;
+      this.attempt = 0;
+      this.nextRetryAt = null;
+      this.setState("open");
+      for (const message of this.pending.splice(0)) ws.send(message);
+      this.dispatchEvent(new CustomEvent("open", { detail: { reconnected } }));
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return; // the server only sends JSON; anything else is ignored, never rendered
+      }
+      if (!message || typeof message.event !== "string") return;
+      this.dispatchEvent(new CustomEvent(message.event, { detail: message.data ?? {} }));
+      this.dispatchEvent(new CustomEvent("*", { detail: message }));
+    });
+    ws.addEventListener("close", () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.scheduleReconnect();
+    });
+    // "error" is always followed by "close"; reconnecting happens there.
+  }
+
+  scheduleReconnect() {
+    this.attempt += 1;
+    const delay = backoffDelay(this.attempt);
+    this.nextRetryAt = Date.now() + delay;
+    this.setState("reconnecting");
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Skip the wait (the "Reconnect now" button). */
+  reconnectNow() {
+    if (this.state === "open") return;
+    this.connect();
+  }
+
+  send(event, data = {}) {
+    const message = JSON.stringify({ event, data });
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(message);
+      return true;
+    }
+    // Requests made while offline go out as soon as the socket is back; keep only a few.
+    this.pending.push(message);
+    if (this.pending.length > 20) this.pending.shift();
+    return false;
+  }
+
+  on(event, handler) {
+    this.addEventListener(event, (e) => handler(e.detail));
+    return this;
+  }
+
+  setState(state) {
+    if (this.state === state && state !== "reconnecting") return;
+    this.state = state;
+    this.dispatchEvent(
+      new CustomEvent("statechange", {
+        detail: { state, attempt: this.attempt, nextRetryAt: this.nextRetryAt },
+      }),
+    );
+  }
+}
+
+function defaultUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}/ws`;
+}

@@ -1,0 +1,302 @@
+"""REST API tests with httpx against the ASGI app (lifespan running)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupiter.service.dashboard import COMPONENTS
+from support.jupiter_app import ADMIN, running_app
+
+FEATURES = {spec.name for spec in COMPONENTS}
+
+
+def assert_error_body(body: dict, status: int, error_type: str | None = None) -> dict:
+    """Every error body is build_error_response's shape."""
+    error = body["error"]
+    assert {"type", "message", "recoverable", "suggestion", "status"} <= set(error)
+    assert error["status"] == status
+    assert "Traceback" not in str(body)
+    if error_type:
+        assert error["type"] == error_type
+    return error
+
+
+async def test_feature_status_has_the_seeds_shape(api):
+    """Every component reports enabled, circuit_breaker and failures."""
+    _, client = api
+    response = await client.get("/api/feature-status")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == FEATURES
+    for entry in body.values():
+        assert entry["enabled"] is True
+        assert entry["circuit_breaker"] == "closed"
+        assert entry["failures"] == 0
+
+
+async def test_error_stats_and_recent_errors_reflect_recorded_errors(api):
+    """Recorded errors show in the stats and, newest first, in recent errors."""
+    app, client = api
+    dashboard = app.state.dashboard
+    dashboard.record_error("api_failure", "first", {"endpoint": "/x"})
+    dashboard.record_error("timeout", "second", {"api_key": "sk-secretsecretsecret"})
+    stats = (await client.get("/api/error-stats")).json()
+    assert stats["total_errors"] == 2
+    assert stats["errors_by_type"] == {"api_failure": 1, "timeout": 1}
+    assert stats["window_minutes"] == 60
+    recent = (await client.get("/api/recent-errors", params={"limit": 1})).json()["errors"]
+    assert [e["message"] for e in recent] == ["second"]
+    assert "sk-secret" not in str(recent)
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-5", "ten"])
+async def test_recent_errors_limit_out_of_range_is_422_with_a_clear_message(api, limit):
+    """limit must be 1-1000; anything else names the parameter."""
+    _, client = api
+    response = await client.get("/api/recent-errors", params={"limit": limit})
+    error = assert_error_body(response.json(), 422, "validation_error")
+    assert response.status_code == 422
+    assert error["message"].startswith("limit:")
+
+
+async def test_reset_breaker_requires_the_admin_token(api):
+    """No token and a wrong token are both 401."""
+    _, client = api
+    missing = await client.post("/api/reset-circuit-breaker/chat")
+    assert missing.status_code == 401
+    assert_error_body(missing.json(), 401)
+    wrong = await client.post(
+        "/api/reset-circuit-breaker/chat", headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    assert "test-admin-token" not in wrong.text
+
+
+async def test_reset_breaker_unknown_feature_is_404(api):
+    """Only chat, intel, pulse and scans exist."""
+    _, client = api
+    response = await client.post("/api/reset-circuit-breaker/coffee", headers=ADMIN)
+    assert response.status_code == 404
+    error = assert_error_body(response.json(), 404, "unknown_feature")
+    assert "chat" in error["suggestion"]
+
+
+async def test_reset_breaker_by_get_is_405_with_a_hint(api):
+    """GET would be a CSRF hole; the answer says to use POST and why."""
+    _, client = api
+    response = await client.get("/api/reset-circuit-breaker/chat", headers=ADMIN)
+    assert response.status_code == 405
+    error = assert_error_body(response.json(), 405, "method_not_allowed")
+    assert "POST" in error["message"]
+    assert "forgery" in error["suggestion"]
+
+
+@pytest.mark.parametrize(("alias", "name"), [(s.alias, s.name) for s in COMPONENTS])
+async def test_force_open_then_reset_each_breaker(api, alias, name):
+    """An admin can open and close every component's breaker."""
+    app, client = api
+    opened = await client.post(f"/api/breakers/{alias}/force-open", headers=ADMIN)
+    assert opened.status_code == 200
+    assert opened.json()["circuit_breaker"] == "open"
+    assert (await client.get("/api/feature-status")).json()[name]["circuit_breaker"] == "open"
+    reset = await client.post(f"/api/reset-circuit-breaker/{alias}", headers=ADMIN)
+    assert reset.status_code == 200
+    assert reset.json() == {
+        "name": name,
+        "alias": alias,
+        "circuit_breaker": "closed",
+        "message": f"circuit breaker for {alias} reset",
+    }
+    assert app.state.dashboard.breakers[name].state.value == "closed"
+
+
+async def test_admin_endpoints_refuse_without_token(api):
+    """Feature toggles and force-open are admin only."""
+    _, client = api
+    for path in (
+        "/api/features/chat/enable",
+        "/api/features/chat/disable",
+        "/api/breakers/chat/force-open",
+        "/api/history",
+    ):
+        method = client.get if path == "/api/history" else client.post
+        response = await method(path)
+        assert response.status_code == 401, path
+
+
+async def test_disable_feature_serves_the_chat_fallback_and_records_the_reason(api):
+    """A disabled chat answers with its fallback; the reason is in status and history."""
+    _, client = api
+    response = await client.post(
+        "/api/features/chat/disable", headers=ADMIN, json={"reason": "maintenance window"}
+    )
+    assert response.status_code == 200
+    assert response.json()["enabled"] is False
+    assert response.json()["reason"] == "maintenance window"
+    chat = (await client.post("/api/chat", json={"message": "hello"})).json()
+    assert chat["is_error"] is True
+    assert chat["degraded"] is True
+    assert "temporarily unavailable" in chat["response"]
+    status = (await client.get("/api/status")).json()
+    assert status["health"] == "degraded"
+    enabled = await client.post("/api/features/chat/enable", headers=ADMIN, json={"reason": "done"})
+    assert enabled.json()["enabled"] is True
+    history = (await client.get("/api/history", headers=ADMIN)).json()["changes"]
+    feature_changes = [(c["new_state"], c["reason"]) for c in history if c["kind"] == "feature"]
+    assert feature_changes == [("disabled", "maintenance window"), ("enabled", "done")]
+
+
+async def test_chat_answers_from_the_offline_knowledge_base(api):
+    """The default provider answers SQL injection questions with CWE-89."""
+    _, client = api
+    response = await client.post("/api/chat", json={"message": "What are SQL injection risks?"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["is_error"] is False
+    assert "CWE-89" in body["response"]
+    assert body["feature_status"]["circuit_breaker"] == "closed"
+    assert body["conversation_id"]
+
+
+@pytest.mark.parametrize("payload", [{"message": "   "}, {"message": ""}, {}, {"message": 5}])
+async def test_chat_rejects_empty_or_invalid_messages(api, payload):
+    """Empty, missing or non-string messages are 422 and never reach the LLM."""
+    app, client = api
+    breaker = app.state.dashboard.breakers["grok_chat"]
+    before = breaker.metrics.calls
+    response = await client.post("/api/chat", json=payload)
+    assert response.status_code == 422
+    assert_error_body(response.json(), 422, "validation_error")
+    assert breaker.metrics.calls == before
+
+
+async def test_chat_rejects_oversize_messages(api):
+    """A message over the limit is a 422 naming the limit."""
+    _, client = api
+    response = await client.post("/api/chat", json={"message": "x" * 5000})
+    assert response.status_code == 422
+    assert "4000" in response.json()["error"]["message"]
+
+
+async def test_status_payload_and_health(api):
+    """GET /api/status has features, errors, timestamp and health."""
+    app, client = api
+    body = (await client.get("/api/status")).json()
+    assert set(body) == {"features", "errors", "timestamp", "health"}
+    assert body["health"] == "healthy"
+    app.state.dashboard.force_open_breaker("intel")
+    assert (await client.get("/api/status")).json()["health"] == "degraded"
+
+
+async def test_timeseries_counts_errors_per_minute(api):
+    """The timeseries has one bucket per minute with the recorded counts."""
+    app, client = api
+    app.state.dashboard.record_error("timeout", "slow upstream")
+    body = (await client.get("/api/errors/timeseries", params={"minutes": 15})).json()
+    assert body["window_minutes"] == 15
+    assert len(body["timestamps"]) == 15
+    assert body["series"]["timeout"][-1] == 1
+    bad = await client.get("/api/errors/timeseries", params={"minutes": 0})
+    assert bad.status_code == 422
+
+
+async def test_threats_and_pulse_return_data_or_a_clear_error(api):
+    """Threats come from the offline ATT&CK default; pulse says no feeds are configured."""
+    app, client = api
+    threats = await client.get("/api/threats")
+    assert threats.status_code == 200
+    body = threats.json()
+    assert body["count"] > 0
+    assert body["success"] is True
+    pulse = await client.get("/api/pulse")
+    assert pulse.status_code == 200
+    assert pulse.json()["items"] == []
+    app.state.dashboard.disable_feature("intel", "testing")
+    disabled = await client.get("/api/threats")
+    assert disabled.status_code == 503
+    assert_error_body(disabled.json(), 503, "feature_disabled")
+
+
+async def test_healthz_readyz_and_metrics(api):
+    """Probes answer and /metrics uses resilience4j's breaker metric names."""
+    app, client = api
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+    app.state.dashboard.force_open_breaker("chat")
+    await client.post("/api/chat", json={"message": "hello"})
+    metrics = (await client.get("/metrics")).text
+    assert 'jupiter_circuitbreaker_state{name="grok_chat",state="open"} 1.0' in metrics
+    assert 'jupiter_circuitbreaker_state{name="grok_chat",state="closed"} 0.0' in metrics
+    assert 'jupiter_circuitbreaker_not_permitted_calls_total{name="grok_chat"} 1.0' in metrics
+    assert (
+        'jupiter_circuitbreaker_calls_total{kind="not_permitted",name="grok_chat"} 1.0' in metrics
+    )
+
+
+async def test_readyz_names_what_is_not_ready(settings_factory, tmp_path):
+    """With an unreachable database, /readyz is 503 and names it; the app still serves."""
+    settings = settings_factory(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    async with running_app(settings) as (_, client):
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert "database" in ready.json()["not_ready"]
+        assert (await client.get("/api/feature-status")).status_code == 200
+
+
+async def test_security_headers_and_request_id_on_every_response(api):
+    """CSP, nosniff, referrer policy and X-Request-ID, on success and error responses alike."""
+    _, client = api
+    for path in ("/api/status", "/nope", "/api/recent-errors?limit=0"):
+        response = await client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp
+        assert "script-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert len(response.headers["x-request-id"]) == 32
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    injected = await client.get("/healthz", headers={"X-Request-ID": "bad\tid\x7f"})
+    assert injected.headers["x-request-id"] != "bad\tid\x7f"
+
+
+async def test_unknown_route_is_a_json_404(api):
+    """A 404 body is the standard error body too."""
+    _, client = api
+    response = await client.get("/api/does-not-exist")
+    assert response.status_code == 404
+    error = assert_error_body(response.json(), 404)
+    assert "/api/does-not-exist" in error["message"]
+
+
+async def test_openapi_documents_every_route_with_a_response_model(api):
+    """/docs is complete: every API route has a summary and a JSON response schema."""
+    _, client = api
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in (
+        "/api/error-stats",
+        "/api/recent-errors",
+        "/api/feature-status",
+        "/api/reset-circuit-breaker/{feature}",
+        "/api/chat",
+        "/api/threats",
+        "/api/pulse",
+        "/api/status",
+        "/api/errors/timeseries",
+        "/api/features/{name}/enable",
+        "/api/features/{name}/disable",
+        "/api/breakers/{name}/force-open",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in paths, path
+        for operation in paths[path].values():
+            assert operation.get("summary"), path
+            schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert schema, path
+    docs = await client.get("/docs")
+    assert docs.status_code == 200

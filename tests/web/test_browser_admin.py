@@ -1,0 +1,187 @@
+"""The Admin Console in real Chromium against a real Jupiter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from support.jupiter_app import ADMIN, ADMIN_TOKEN
+from web.browser_support import XSS_FLAG, Jupiter, reset_upstreams, screenshots, sign_in_storage
+
+pytestmark = pytest.mark.browser
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+TOKEN_KEY = "jupiter.adminToken"
+
+
+def sign_in(page: Any, jupiter: Jupiter, token: str = ADMIN_TOKEN) -> None:
+    page.goto(jupiter.url + "/admin")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def row(page: Any, alias: str) -> Any:
+    return page.locator(f'.feature-row[data-alias="{alias}"]')
+
+
+def test_wrong_token_is_refused(page: Any, jupiter: Jupiter) -> None:
+    """A wrong token gets an error, the console stays hidden and nothing is stored."""
+    sign_in(page, jupiter, "not-the-token")
+    expect(page.locator("#signin-error")).to_contain_text("not valid")
+    expect(page.locator("#console")).to_be_hidden()
+    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) is None
+
+
+def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupiter: Jupiter) -> None:
+    """After sign-in the token is in sessionStorage only, never in a URL, and every API call
+    the console makes carries it as a Bearer header."""
+    reset_upstreams(jupiter)
+    api_calls: list[Any] = []
+    page.on("request", lambda r: api_calls.append(r) if "/api/" in r.url else None)
+    sign_in(page, jupiter)
+    expect(page.locator("#console")).to_be_visible()
+    expect(row(page, "chat")).to_be_visible()
+    expect(page.locator("#recent-note")).to_contain_text("updated")
+
+    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) == ADMIN_TOKEN
+    assert page.evaluate("() => localStorage.length") == 0
+    assert page.context.cookies() == []
+    assert api_calls, "the console called the API"
+    for request in api_calls:
+        assert ADMIN_TOKEN not in request.url
+        assert request.headers.get("authorization") == f"Bearer {ADMIN_TOKEN}", request.url
+    assert ADMIN_TOKEN not in page.url
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#signin")).to_be_visible()
+    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) is None
+
+
+def test_disabling_a_feature_records_the_reason_and_degrades_the_dashboard(
+    page: Any, browser: Any, jupiter: Jupiter
+) -> None:
+    """Disable chat with a reason: the console shows it (as text), the history records it, and
+    an open dashboard shows chat disabled with a toast, live."""
+    reset_upstreams(jupiter)
+    dashboard = browser.new_context().new_page()
+    dashboard.goto(jupiter.url + "/")
+    expect(dashboard.locator("#connection")).to_have_text("Live")
+    chat_status = dashboard.locator('#status-rows tr[data-feature="grok_chat"]')
+    expect(chat_status).to_have_attribute("data-condition", "ok")
+
+    sign_in(page, jupiter)
+    reason = f"upstream maintenance {XSS_FLAG}"
+    page.get_by_label("Reason for the change to Chat with Jupiter").fill(reason)
+    row(page, "chat").get_by_role("button", name="Disable Chat with Jupiter").click()
+    expect(row(page, "chat")).to_have_attribute("data-enabled", "false")
+    expect(row(page, "chat")).to_contain_text(f"reason: {reason}")
+    assert page.evaluate("window.__xss") is None
+
+    expect(chat_status).to_have_attribute("data-condition", "disabled", timeout=2_000)
+    expect(dashboard.locator("#chat-feature")).to_have_text("Chat: Disabled")
+    expect(dashboard.locator(".toast", has_text="Chat is disabled")).to_be_visible()
+
+    history = jupiter.http.get("/api/history", params={"component": "chat"}, headers=ADMIN)
+    reasons = [c["reason"] for c in history.json()["changes"] if c["new_state"] == "disabled"]
+    assert reasons[-1] == reason
+
+    row(page, "chat").get_by_role("button", name="Enable Chat with Jupiter").click()
+    expect(row(page, "chat")).to_have_attribute("data-enabled", "true")
+    expect(chat_status).to_have_attribute("data-condition", "ok", timeout=2_000)
+    dashboard.context.close()
+
+
+def test_breaker_force_open_and_reset_ask_for_confirmation(page: Any, jupiter: Jupiter) -> None:
+    """Force open and reset each need confirmation; cancelling changes nothing."""
+    reset_upstreams(jupiter)
+    sign_in(page, jupiter)
+    intel = row(page, "intel")
+    expect(intel).to_have_attribute("data-breaker", "closed")
+
+    intel.get_by_role(
+        "button", name="Force open the circuit breaker of Threat intelligence"
+    ).click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Force open").click()
+    expect(intel).to_have_attribute("data-breaker", "open")
+    assert jupiter.feature("threat_intelligence")["circuit_breaker"] == "open"
+
+    intel.get_by_role("button", name="Reset the circuit breaker of Threat intelligence").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")  # the native dialog cancels on Escape
+    expect(dialog).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert jupiter.feature("threat_intelligence")["circuit_breaker"] == "open"
+
+    intel.get_by_role("button", name="Reset the circuit breaker of Threat intelligence").click()
+    dialog.get_by_role("button", name="Reset breaker").click()
+    expect(intel).to_have_attribute("data-breaker", "closed")
+    assert jupiter.feature("threat_intelligence")["circuit_breaker"] == "closed"
+
+
+def test_recent_errors_show_redacted_context_and_filter_by_type(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """Errors of two types are listed; the type filter narrows them; the LLM key an upstream
+    echoed back never reaches the page."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_fault("401")  # echoes the presented API key in its error body
+    jupiter.http.post("/api/chat", json={"message": "who am I"})
+    jupiter.llm.set_fault("ok")
+    jupiter.llm.set_reply("Error: the model is overloaded")
+    jupiter.http.post("/api/chat", json={"message": "error reply please"})
+    jupiter.admin_post("/api/reset-circuit-breaker/chat")
+
+    sign_in(page, jupiter)
+    table = page.locator("#recent-errors")
+    expect(table.locator('tr[data-type="chat_error_reply"]').first).to_be_visible()
+    types = set(page.locator("#error-type-filter option").all_text_contents()[1:])
+    assert {"chat_error_reply"} < types, types
+
+    page.get_by_label("Filter by error type").select_option("chat_error_reply")
+    shown = {r.get_attribute("data-type") for r in table.locator("tr").all()}
+    assert shown == {"chat_error_reply"}
+    assert "sk-test-key-for-browser-tests" not in page.content()
+    expect(page.locator("#stats-types")).to_contain_text("chat_error_reply")
+
+
+def test_console_adds_no_failures_while_features_are_degraded(page: Any, jupiter: Jupiter) -> None:
+    """With chat disabled and intel's breaker open, using the console sends nothing upstream
+    and records no new error."""
+    reset_upstreams(jupiter)
+    jupiter.admin_post("/api/features/chat/disable", json={"reason": "maintenance"})
+    jupiter.admin_post("/api/breakers/intel/force-open")
+    llm_before = len(jupiter.llm.requests)
+    kev_before = len(jupiter.kev.requests)
+    errors_before = jupiter.http.get("/api/error-stats").json()["total_errors"]
+
+    sign_in(page, jupiter)
+    expect(row(page, "chat")).to_have_attribute("data-enabled", "false")
+    expect(row(page, "intel")).to_have_attribute("data-breaker", "open")
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#recent-note")).to_contain_text("updated")
+    page.wait_for_timeout(500)
+
+    assert len(jupiter.llm.requests) == llm_before
+    assert len(jupiter.kev.requests) == kev_before
+    assert jupiter.http.get("/api/error-stats").json()["total_errors"] == errors_before
+    reset_upstreams(jupiter)
+
+
+def test_admin_screenshots(browser: Any, jupiter: Jupiter) -> None:
+    """Sign-in and console screenshots at 1280 and 390 px, light and dark."""
+    reset_upstreams(jupiter)
+    jupiter.admin_post("/api/features/scans/disable", json={"reason": "importer upgrade"})
+    signin = screenshots(browser, jupiter.url + "/admin", "admin-signin", "#token-input")
+    console = screenshots(
+        browser,
+        jupiter.url + "/admin",
+        "admin",
+        '.feature-row[data-alias="scans"]',
+        before=sign_in_storage(),
+    )
+    assert all(p.stat().st_size > 5_000 for p in signin + console)
+    reset_upstreams(jupiter)

@@ -1,0 +1,216 @@
+"""The dashboard in real Chromium against a real Jupiter with fault-injecting upstreams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from web.browser_support import XSS_ALERT, XSS_FLAG, Jupiter, reset_upstreams, screenshots
+
+pytestmark = pytest.mark.browser
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+def open_dashboard(page: Any, jupiter: Jupiter) -> None:
+    page.goto(jupiter.url + "/")
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(page.locator('#status-rows tr[data-feature="grok_chat"]')).to_be_visible()
+
+
+def send_chat(page: Any, text: str) -> None:
+    page.fill("#chat-input", text)
+    page.press("#chat-input", "Enter")
+
+
+def test_chat_shows_thinking_then_answer_then_error_with_retry(page: Any, jupiter: Jupiter) -> None:
+    """Thinking then the answer; a failing upstream gives an error with a suggestion and a Retry
+    button; once the upstream is back, Retry sends the same question and gets an answer."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_reply("Use parameterised queries to stop SQL injection.")
+    jupiter.llm.set_fault("slow", delay=1.0)
+    open_dashboard(page, jupiter)
+    expect(page.locator("#chat-feature")).to_have_text("Chat: Available")
+
+    send_chat(page, "What are SQL injection risks?")
+    expect(page.locator("#chat-thinking")).to_be_visible()
+    answer = page.locator(".msg-assistant").last
+    expect(answer).to_contain_text("parameterised queries", timeout=10_000)
+    expect(page.locator("#chat-thinking")).to_be_hidden()
+    expect(answer).not_to_have_class("msg-error")
+
+    jupiter.llm.set_fault("500")
+    send_chat(page, "And cross-site scripting?")
+    error = page.locator(".msg-assistant.msg-error").last
+    expect(error).to_be_visible(timeout=10_000)
+    expect(error.locator(".msg-suggestion")).to_contain_text("Suggestion:")
+    expect(page.locator("#chat-thinking")).to_be_hidden()
+    retry = error.get_by_role("button", name="Retry")
+    expect(retry).to_be_visible()
+
+    jupiter.llm.set_fault("ok")
+    jupiter.llm.clear_requests()
+    retry.click()
+    expect(page.locator(".msg-assistant:not(.msg-error)")).to_have_count(2, timeout=10_000)
+    expect(page.locator(".msg-assistant").last).to_contain_text("parameterised queries")
+    sent = jupiter.llm.completion_requests[-1].messages[-1]["content"]
+    assert sent == "And cross-site scripting?"
+
+
+def test_tripped_breaker_shows_open_within_two_seconds_with_a_toast(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """Chat failures through the upstream open the breaker; the open panel shows it within 2 s
+    with no reload, a "degraded" toast appears, and recovery gives a "recovered" toast."""
+    reset_upstreams(jupiter)
+    open_dashboard(page, jupiter)
+    row = page.locator('#status-rows tr[data-feature="grok_chat"]')
+    expect(row).to_have_attribute("data-breaker", "closed")
+    page.evaluate("window.__same_page = true")
+
+    jupiter.llm.set_fault("500")
+    for _ in range(2):  # 2 questions x 3 attempts >= the threshold of 5
+        jupiter.http.post("/api/chat", json={"message": "trip the breaker"})
+    assert jupiter.feature("grok_chat")["circuit_breaker"] == "open"
+
+    expect(row).to_have_attribute("data-breaker", "open", timeout=2_000)
+    expect(row.locator(".breaker")).to_have_text("open")
+    expect(page.locator(".toast", has_text="Chat is degraded")).to_be_visible(timeout=2_000)
+    expect(page.locator("#health")).to_have_text("Health: degraded")
+    expect(page.locator("#chat-feature")).to_contain_text("Degraded")
+    assert page.evaluate("window.__same_page") is True
+
+    jupiter.llm.set_fault("ok")
+    jupiter.admin_post("/api/reset-circuit-breaker/chat")
+    expect(row).to_have_attribute("data-breaker", "closed", timeout=2_000)
+    expect(page.locator(".toast", has_text="Chat recovered")).to_be_visible(timeout=2_000)
+    expect(page.locator("#health")).to_have_text("Health: healthy")
+
+
+def test_xss_payloads_show_as_text_and_never_run(page: Any, jupiter: Jupiter) -> None:
+    """A feed title, a KEV name, an LLM reply and a server error message carrying markup are all
+    shown as text: no <img> element appears, no dialog opens, no script sets a flag."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_reply(f"{XSS_ALERT} then {XSS_FLAG}")
+    open_dashboard(page, jupiter)
+
+    expect(page.locator("#threats-rows")).to_contain_text(XSS_ALERT, timeout=10_000)
+    expect(page.locator("#threats-rows")).to_contain_text(XSS_FLAG)
+    expect(page.locator("#pulse-sources")).to_contain_text(XSS_ALERT, timeout=10_000)
+    expect(page.locator("#pulse-sources")).to_contain_text("Script link")
+    assert page.locator('#pulse-sources a[href^="javascript"]').count() == 0
+
+    send_chat(page, "Show me markup")
+    expect(page.locator(".msg-assistant").last).to_contain_text(XSS_FLAG, timeout=10_000)
+
+    # The server echoes an unknown event's name in its error message: that must stay text too.
+    page.evaluate("(name) => window.jupiter.socket.send(name, {})", XSS_ALERT)
+    expect(page.locator(".toast-error", has_text=XSS_ALERT)).to_be_visible()
+
+    page.wait_for_timeout(300)  # give any payload that got through time to fire
+    assert page.locator("main img, #toasts img").count() == 0
+    assert page.locator("main script, #toasts script").count() == 0
+    assert page.evaluate("window.__xss") is None
+    # the page fixture fails the test if any dialog (alert) opened
+
+
+def test_threat_feed_counts_filters_and_shows_stale_age(page: Any, jupiter: Jupiter) -> None:
+    """The table has a count and source/severity filters; a stale update shows its age."""
+    reset_upstreams(jupiter)
+    open_dashboard(page, jupiter)
+    rows = page.locator("#threats-rows tr")
+    expect(page.locator("#threats-rows")).to_contain_text("CVE-2025-0001", timeout=10_000)
+    total = int(page.locator("#threats-count").get_attribute("data-count"))
+    assert total >= 3
+
+    sources = page.locator("#filter-source option").all_text_contents()[1:]
+    assert sources, "sources are offered as filters"
+    page.select_option("#filter-source", sources[0])
+    shown_sources = {row.locator("td").nth(3).text_content() for row in rows.all()}
+    assert shown_sources == {sources[0]}
+
+    severities = page.locator("#filter-severity option").all_text_contents()[1:]
+    page.select_option("#filter-source", "")
+    page.select_option("#filter-severity", severities[-1])
+    shown_severities = {row.locator(".sev").text_content() for row in rows.all()}
+    assert shown_severities == {severities[-1]}
+    expect(page.locator("#threats-count")).to_contain_text(" of ")
+
+    # A stale answer (the shape the server sends when a source fails) shows the data's age.
+    page.evaluate(
+        """() => window.jupiter.socket.dispatchEvent(new CustomEvent("threats_update", {detail: {
+             items: [{id: "CVE-2024-9999", title: "Old item", severity: "high", source: "kev"}],
+             count: 1, success: true, stale: true, age_seconds: 5400}}))"""
+    )
+    expect(page.locator("#threats-stale")).to_have_text("stale · 2 h ago")
+    expect(page.locator("#threats-count")).to_have_text("1 item")
+
+
+def test_pulse_shows_sources_with_badges_and_trending(page: Any, jupiter: Jupiter) -> None:
+    """Each feed has a live badge and its items; a CVE in both feeds is trending."""
+    reset_upstreams(jupiter)
+    open_dashboard(page, jupiter)
+    cards = page.locator(".pulse-source")
+    expect(cards).to_have_count(2, timeout=10_000)
+    for card in cards.all():
+        expect(card.locator(".badge")).to_have_text("live")
+    expect(page.locator("#pulse-trending")).to_contain_text("CVE-2025-1234")
+
+
+def test_error_chart_draws_errors_and_switches_windows(page: Any, jupiter: Jupiter) -> None:
+    """Recorded failures appear as a line per type; new errors arrive without reload; the
+    window buttons ask the server for 15 and 240 minutes."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_fault("500")
+    jupiter.http.post("/api/chat", json={"message": "fail once"})
+    jupiter.admin_post("/api/reset-circuit-breaker/chat")
+    open_dashboard(page, jupiter)
+    chart = page.locator("#error-chart")
+    expect(chart.locator("polyline.chart-line").first).to_be_visible()
+    before = int(chart.get_attribute("data-total"))
+    assert before > 0
+
+    jupiter.http.post("/api/chat", json={"message": "fail again"})
+    jupiter.admin_post("/api/reset-circuit-breaker/chat")  # a state change pushes status_update
+    page.wait_for_function(
+        "(n) => Number(document.querySelector('#error-chart').dataset.total) > n",
+        arg=before,
+        timeout=5_000,
+    )
+
+    with page.expect_request(lambda r: "/api/errors/timeseries?minutes=15" in r.url):
+        page.get_by_role("button", name="15 min").click()
+    expect(page.get_by_role("button", name="15 min")).to_have_attribute("aria-pressed", "true")
+    with page.expect_request(lambda r: "/api/errors/timeseries?minutes=240" in r.url):
+        page.get_by_role("button", name="240 min").click()
+    expect(chart.locator("svg")).to_have_attribute(
+        "aria-label", __import__("re").compile("Errors per minute")
+    )
+
+
+def test_dashboard_is_keyboard_usable(page: Any, jupiter: Jupiter) -> None:
+    """Tab reaches the chat box; Enter sends; every control has an accessible name."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_reply("Keyboard answer.")
+    open_dashboard(page, jupiter)
+    page.keyboard.press("Tab")  # skip link
+    page.keyboard.press("Enter")
+    expect(page.locator("#chat-input")).to_be_focused()
+    page.keyboard.type("hello from the keyboard")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg-assistant").last).to_contain_text("Keyboard answer.", timeout=10_000)
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, select, textarea, input')]
+               .filter((el) => !el.labels?.length && !el.getAttribute('aria-label')
+                               && !el.textContent.trim())
+               .map((el) => el.outerHTML)"""
+    )
+    assert unnamed == []
+
+
+def test_dashboard_screenshots(browser: Any, jupiter: Jupiter) -> None:
+    """Screenshots at 1280 and 390 px, light and dark, with data loaded and no sideways scroll."""
+    reset_upstreams(jupiter)
+    paths = screenshots(browser, jupiter.url + "/", "dashboard", "#threats-rows tr td.mono")
+    assert all(p.stat().st_size > 10_000 for p in paths)
