@@ -20,7 +20,7 @@ POSTGRES_URL = os.environ.get(
 
 
 def services_required() -> bool:
-    """CI sets JUPITER_TEST_REQUIRE_SERVICES=1 so that a missing service fails instead of skipping."""
+    """Under JUPITER_TEST_REQUIRE_SERVICES=1 (set by CI) a missing service fails, not skips."""
     return os.environ.get("JUPITER_TEST_REQUIRE_SERVICES") == "1"
 
 

@@ -174,8 +174,8 @@ def cmd_feeds_sync(args: argparse.Namespace) -> int:
     finally:
         database.dispose()
     print(json.dumps(result, indent=2, default=str) if result is not None else "feeds synced")
-    errors = aggregator.get_error_stats()["total_errors"]
-    return 0 if errors == 0 else 1
+    succeeded = result.get("success", True) if isinstance(result, dict) else True
+    return 0 if succeeded and aggregator.get_error_stats()["total_errors"] == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from jupiter.intel import IntelSourceError, UpstreamHTTPError
-from jupiter.intel._http import describe_error, is_retryable, parse_retry_after, redact_url
+from jupiter.intel._http import (
+    ServiceClient,
+    describe_error,
+    is_retryable,
+    parse_retry_after,
+    redact_url,
+)
 from jupiter.resilience import CircuitOpenError
 
 
@@ -63,3 +69,31 @@ def test_describe_error_never_shows_query_strings() -> None:
     assert "https://h.example/f" in message
     assert describe_error(httpx.ReadTimeout("x"), 2.5) == "timed out after 2.5s"
     assert "circuit breaker open" in describe_error(CircuitOpenError("intel", 12))
+
+
+def test_describe_error_scrubs_secrets_outside_urls_too() -> None:
+    """Besides cutting URLs, error texts go through the core's secret scrubbing."""
+    exc = httpx.RemoteProtocolError("upstream said: Authorization: Bearer abcdefghijkl123 bad")
+    message = describe_error(exc)
+    assert "abcdefghijkl123" not in message
+    assert "[REDACTED]" in message
+
+
+async def test_service_client_closes_only_the_client_it_made() -> None:
+    """A borrowed client stays open; one made on first use is reused and closed by aclose()."""
+    borrowed = httpx.AsyncClient()
+    try:
+        lent = ServiceClient(borrowed, timeout=3.0, headers={})
+        assert lent() is borrowed
+        await lent.aclose()
+        assert not borrowed.is_closed
+    finally:
+        await borrowed.aclose()
+
+    owned = ServiceClient(None, timeout=20.0, headers={"User-Agent": "test-agent"})
+    client = owned()
+    assert owned() is client
+    assert client.headers["User-Agent"] == "test-agent"
+    assert (client.timeout.read, client.timeout.connect) == (20.0, 5.0)
+    await owned.aclose()
+    assert client.is_closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 
@@ -268,6 +269,24 @@ def test_kev_cwes_accept_strings_and_drop_junk(fresh_kb: KnowledgeBase) -> None:
     entry = fresh_kb.lookup_kev("CVE-2099-1234")
     assert entry is not None
     assert entry.cwes == ("CWE-22", "CWE-23")
+
+
+def test_kev_records_from_the_intel_store_are_accepted(fresh_kb: KnowledgeBase) -> None:
+    """Records as the intel service returns them (dates as date objects, None for absent
+    fields, extra keys such as source) are stored with ISO dates."""
+    record = {
+        **KEV_ITEM,
+        "dateAdded": datetime.date(2099, 3, 1),
+        "dueDate": datetime.datetime(2099, 3, 22, 0, 0),
+        "knownRansomwareCampaignUse": None,
+        "source": "kev",
+        "references": ["https://example.invalid/advisory"],
+    }
+    fresh_kb.add_kev_entries([record])
+    entry = fresh_kb.lookup_kev("CVE-2099-1234")
+    assert entry is not None
+    assert (entry.date_added, entry.due_date) == ("2099-03-01", "2099-03-22")
+    assert entry.known_ransomware_campaign_use == ""
 
 
 def test_concurrent_kev_adds_and_searches(fresh_kb: KnowledgeBase) -> None:

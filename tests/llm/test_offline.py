@@ -160,3 +160,18 @@ def test_offline_warm_up_readies_the_index_in_the_background(
 def test_online_provider_warm_up_is_a_no_op() -> None:
     """Only the offline provider has an index to warm."""
     assert LLMProvider("ollama").warm_up() is None
+
+
+def test_question_about_an_exploited_product_leads_with_kev(
+    fresh_kb: KnowledgeBase, kev_snapshot
+) -> None:
+    """With the real KEV catalog stored, 'Is Log4j exploited?' cites Log4Shell first."""
+    import json
+
+    fresh_kb.add_kev_entries(
+        json.loads(kev_snapshot.read_text(encoding="utf-8"))["vulnerabilities"]
+    )
+    reply = ask(LLMProvider("offline", knowledge_base=fresh_kb), "Is Log4j exploited?")
+    assert reply.citations[0] == "CVE-2021-44228"
+    assert reply.content.index("CISA KEV") < reply.content.index("Matching weaknesses")
+    assert OFFLINE_LABEL in reply.content

@@ -162,7 +162,7 @@ def test_hang_times_out_within_the_client_timeout(openai_upstream: OpenAIUpstrea
     with pytest.raises(LLMTimeoutError) as caught:
         provider.complete(QUESTION)
     elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 0.9
+    assert 0.2 <= elapsed < 1.5  # generous: the machine is shared
     assert isinstance(caught.value, TimeoutError)
     assert isinstance(caught.value, openai.APITimeoutError)
     assert caught.value.timeout == 0.25
@@ -268,7 +268,7 @@ async def test_async_hang_times_out(openai_upstream: OpenAIUpstream) -> None:
     started = time.monotonic()
     with pytest.raises(LLMTimeoutError):
         await provider.acomplete(QUESTION)
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 1.5
     await provider.aclose()
 
 

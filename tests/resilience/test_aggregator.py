@@ -3,6 +3,7 @@ redaction, listeners, restore after a restart, and thread safety. All on a fake 
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import tracemalloc
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from jupiter.resilience import (
     ErrorAggregator,
+    ErrorEntry,
     InMemoryAggregatorStore,
     error_aggregator,
 )
@@ -586,3 +588,56 @@ def test_totals_equal_what_was_recorded_inside_the_window(window, steps, tail):
     assert stats["errors_by_type"] == expected()
     assert stats["total_errors"] == sum(expected().values())
     assert sum(aggregator.get_timeseries()["total"]) == stats["total_errors"]
+
+
+def test_a_store_subclass_is_called_through_the_protocol():
+    """Only the exact default store is written inline; a subclass gets every add() call."""
+
+    class CountingStore(InMemoryAggregatorStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[tuple[str, ErrorEntry]] = []
+
+        def add(self, minute: int, counted_type: str, entry: ErrorEntry) -> None:
+            self.added.append((counted_type, entry))
+            super().add(minute, counted_type, entry)
+
+    store = CountingStore()
+    aggregator = ErrorAggregator(clock=aligned_clock(), max_types=1, store=store)
+    aggregator.record_error("a", "first", {"endpoint": "/x"})
+    aggregator.record_error("b", "second")
+    assert [(counted, entry.type, entry.message) for counted, entry in store.added] == [
+        ("a", "a", "first"),
+        (OTHER_ERROR_TYPE, "b", "second"),
+    ]
+    assert all(type(entry) is ErrorEntry for _, entry in store.added)
+    assert aggregator.get_error_stats()["errors_by_type"] == {"a": 1, OTHER_ERROR_TYPE: 1}
+
+
+def test_the_default_store_hands_out_error_entries():
+    """Entries recorded on the inlined path read back from the store as ErrorEntry values."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(clock=clock)
+    aggregator.record_error("api_failure", "Connection timeout", {"endpoint": "/api/chat"})
+    clock.advance(1.5)
+    aggregator.record_error("db", "down")
+    entries = list(aggregator.store.recent())
+    assert all(type(entry) is ErrorEntry for entry in entries)
+    assert [(e.timestamp, e.type, e.message, e.context) for e in entries] == [
+        (MINUTE_START + 1.5, "db", "down", None),
+        (MINUTE_START, "api_failure", "Connection timeout", {"endpoint": "/api/chat"}),
+    ]
+
+
+def test_a_str_subclass_context_value_is_stored_as_a_plain_str():
+    """A StrEnum value is kept as the plain string, whether or not it was seen before."""
+
+    class Color(enum.StrEnum):
+        RED = "a-colour-never-recorded-before"
+
+    aggregator = ErrorAggregator(clock=aligned_clock())
+    aggregator.record_error("a", "m", {"color": Color.RED})
+    aggregator.record_error("a", "m", {"color": Color.RED})
+    for record in aggregator.get_recent_errors():
+        assert type(record["context"]["color"]) is str
+        assert record["context"]["color"] == "a-colour-never-recorded-before"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -489,7 +490,10 @@ def test_force_open_stays_open_until_reset(clock: FakeClock) -> None:
     with pytest.raises(CircuitOpenError) as caught:
         breaker.call(ok)
     assert caught.value.retry_after == 30.0  # a finite hint: the base timeout
-    assert breaker.snapshot()["retry_after"] is None
+    snapshot = breaker.snapshot()
+    assert snapshot["retry_after"] is None
+    assert snapshot["forced_open"] is True
+    json.dumps(snapshot, allow_nan=False)  # strict JSON, as web frameworks render it
     breaker.reset()
     assert breaker.state is CircuitState.CLOSED
     assert not breaker.is_forced_open
@@ -686,13 +690,11 @@ def test_metrics_count_every_kind_of_call(clock: FakeClock) -> None:
 
 def test_snapshot_is_json_ready(clock: FakeClock) -> None:
     """snapshot() gives the status API name, state, failures, opened_at and retry_after."""
-    import json
-
     breaker = CircuitBreaker(failure_threshold=2, timeout=30, name="scans", clock=clock)
     trip(breaker, 2)
     clock.advance(12)
     snapshot = breaker.snapshot()
-    json.dumps(snapshot)
+    json.dumps(snapshot, allow_nan=False)
     assert snapshot["name"] == "scans"
     assert snapshot["state"] == "open"
     assert snapshot["opened_at"] == clock.wall() - 12
@@ -712,3 +714,72 @@ def test_repr_names_breaker_and_state(clock: FakeClock) -> None:
     """repr shows the name and the current state."""
     breaker: Callable[..., CircuitBreaker] = make_breaker
     assert repr(breaker(clock, name="chat")) == "<CircuitBreaker 'chat' closed>"
+
+
+def test_integer_clock_and_timeout_still_refuse() -> None:
+    """A clock that returns whole seconds and an int timeout refuse calls like any other."""
+
+    class WholeSecondClock:
+        def __init__(self) -> None:
+            self.now = 100
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def wall(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += int(seconds)
+
+        async def sleep_async(self, seconds: float) -> None:
+            self.sleep(seconds)
+
+    clock = WholeSecondClock()
+    breaker = CircuitBreaker(failure_threshold=1, timeout=30, clock=clock)
+    trip(breaker, 1)
+    clock.now += 10
+    with pytest.raises(CircuitOpenError) as caught:
+        breaker.call(ok)
+    assert caught.value.retry_after == 20.0
+    breaker.force_open()
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+
+
+def test_listeners_added_from_many_threads_are_all_kept(clock: FakeClock) -> None:
+    """Concurrent add_listener calls lose no listener; each one hears the next change."""
+    import threading
+
+    breaker = CircuitBreaker(failure_threshold=1, timeout=5, clock=clock)
+    heard: list[int] = []
+    start = threading.Barrier(16)
+
+    def register(index: int) -> None:
+        start.wait()
+        for offset in range(20):
+            breaker.add_listener(lambda change, n=index * 100 + offset: heard.append(n))
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trip(breaker, 1)
+    assert sorted(heard) == sorted(i * 100 + o for i in range(16) for o in range(20))
+
+
+def test_add_listener_works_as_a_decorator_and_checks_its_argument(clock: FakeClock) -> None:
+    """add_listener returns the listener, and refuses something that cannot be called."""
+    breaker = CircuitBreaker(failure_threshold=1, timeout=5, clock=clock)
+    seen: list[CircuitState] = []
+
+    @breaker.add_listener
+    def on_change(change: StateChange) -> None:
+        seen.append(change.new)
+
+    trip(breaker, 1)
+    assert seen == [CircuitState.OPEN]
+    assert callable(on_change)
+    with pytest.raises(TypeError, match="callable"):
+        breaker.add_listener("not a function")  # type: ignore[arg-type]

@@ -12,7 +12,6 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -350,6 +349,22 @@ def test_closed_success_path_takes_no_lock() -> None:
     assert lock.acquisitions == 1  # failures do take it
 
 
+def test_result_predicate_success_path_takes_no_lock() -> None:
+    """With failure_result set, a success with no failure pending still takes no lock."""
+    breaker = CircuitBreaker(failure_threshold=3, failure_result=lambda r: r == "bad")
+    lock = CountingLock()
+    breaker._lock = lock  # type: ignore[assignment]
+    for _ in range(100):
+        assert breaker.call(_ok) == "ok"
+    assert lock.acquisitions == 0
+    assert breaker.call(lambda: "bad") == "bad"
+    assert breaker.call(_ok) == "ok"  # resets the pending failure, under the lock
+    assert lock.acquisitions == 2
+    assert breaker.consecutive_failures == 0
+    breaker.call(_ok)
+    assert lock.acquisitions == 2
+
+
 def test_lock_is_never_held_while_the_guarded_call_runs() -> None:
     """In every state that takes the lock, the guarded function runs with it released."""
     clock = FakeClock()
@@ -376,28 +391,55 @@ def test_lock_is_never_held_while_the_guarded_call_runs() -> None:
 # --------------------------------------------------------------------------- memory
 
 
+def _refuse_many(breaker: CircuitBreaker, count: int, payload: object) -> None:
+    for _ in range(count):
+        with contextlib.suppress(CircuitOpenError):
+            breaker.call(_ok, payload)
+        with contextlib.suppress(CircuitOpenError), breaker:
+            pass
+        with contextlib.suppress(CircuitOpenError):
+            breaker.acquire()
+
+
 def test_rejection_path_does_not_leak() -> None:
-    """100k refused calls leave no growing structure or retained tracebacks behind."""
+    """100k refused calls leave nothing behind, even with the cycle collector switched off:
+    no growing structure, no retained traceback, no reference cycle per refusal."""
     breaker = CircuitBreaker(failure_threshold=1, timeout=3600, name="leak")
     with pytest.raises(Boom):
         breaker.call(_raise_boom)
-    payload: Any = bytearray(1024)  # arguments must not be retained by the refusals either
-
-    def refuse_many(count: int) -> None:
-        for _ in range(count):
-            with contextlib.suppress(CircuitOpenError):
-                breaker.call(_ok, payload)
-
-    refuse_many(1_000)
+    payload = bytearray(1024)  # arguments must not be retained by the refusals either
+    _refuse_many(breaker, 1_000, payload)
     gc.collect()
+    gc.disable()
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
-        refuse_many(100_000)
-        gc.collect()
+        _refuse_many(breaker, 100_000 // 3, payload)
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
+        gc.enable()
     growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert growth < 64 * 1024
-    assert breaker.metrics.rejected == 101_000
+    assert breaker.metrics.rejected == 3 * (1_000 + 100_000 // 3)
+
+
+def test_refusal_error_is_not_in_a_reference_cycle() -> None:
+    """A caught refusal is freed by reference counting alone, the moment it is dropped."""
+    breaker = CircuitBreaker(failure_threshold=1, timeout=3600, name="cycle-probe")
+    with pytest.raises(Boom):
+        breaker.call(_raise_boom)
+    gc.collect()
+    gc.disable()
+    try:
+        for attempt in (lambda: breaker.call(_ok), breaker.acquire, breaker.__enter__):
+            with contextlib.suppress(CircuitOpenError):
+                attempt()
+            alive = [
+                obj
+                for obj in gc.get_objects()
+                if isinstance(obj, CircuitOpenError) and obj.name == "cycle-probe"
+            ]
+            assert alive == []
+    finally:
+        gc.enable()

@@ -263,3 +263,17 @@ async def test_async_slow_call_counts_as_failure(clock: FakeClock) -> None:
 
     assert await breaker.call_async(slow) == "late"
     assert breaker.state is CircuitState.OPEN
+
+
+def test_decorated_function_resolves_its_annotations_like_the_original() -> None:
+    """Frameworks that resolve string annotations (FastAPI) see the original's hints and globals."""
+    import typing
+
+    breaker = CircuitBreaker()
+
+    async def endpoint(limit: int = 10) -> dict[str, int]:
+        return {"limit": limit}
+
+    guarded = breaker(endpoint)
+    assert typing.get_type_hints(guarded) == typing.get_type_hints(endpoint)
+    assert guarded.__globals__ is endpoint.__globals__  # type: ignore[attr-defined]

@@ -152,6 +152,9 @@ def test_redact_stringify_unknown_makes_values_json_friendly():
         ("postgresql://bob:pw123@db/test", f"postgresql://bob:{REDACTED}@db/test"),
         ("jwt eyJhbGciOiJI.eyJzdWIiOiIx.c2ln", f"jwt {REDACTED}"),
         ("X-Api-Key: abc123", f"X-Api-Key: {REDACTED}"),
+        ("login pwd=hunter2 failed", f"login pwd={REDACTED} failed"),
+        ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", f"stripe {REDACTED}"),
+        ("sent Token abcdefgh12 upstream", f"sent Token {REDACTED} upstream"),
     ],
 )
 def test_redact_text_scrubs_secret_shapes(text, expected):
@@ -167,6 +170,7 @@ def test_redact_text_scrubs_secret_shapes(text, expected):
         "max_tokens=600 exceeded",
         "invalid password for user",
         "token limit reached",
+        "the token bucket refilled",
     ],
 )
 def test_redact_text_leaves_ordinary_text_alone(text):

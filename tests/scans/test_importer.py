@@ -30,12 +30,17 @@ def counts(session_factory: Any) -> tuple[int, int, int]:
 
 def trivy_with(builders: dict[str, Any], packages: list[tuple[str, str]], **kwargs: Any) -> Any:
     vulns = [
-        builders["trivy_vulnerability"](cve, package, "1.0", "1.1")
-        for cve, package in packages
+        builders["trivy_vulnerability"](cve, package, "1.0", "1.1") for cve, package in packages
     ]
     return builders["trivy_report"](
-        [{"Target": "img (debian 12)", "Class": "os-pkgs", "Type": "debian",
-          "Vulnerabilities": vulns}],
+        [
+            {
+                "Target": "img (debian 12)",
+                "Class": "os-pkgs",
+                "Type": "debian",
+                "Vulnerabilities": vulns,
+            }
+        ],
         **kwargs,
     )
 
@@ -81,10 +86,13 @@ def test_reimport_of_an_overlapping_scan_deduplicates_by_fingerprint(
     importer = ScanImporter(session_factory, clock=clock, batch_size=3)
     monday = [(f"CVE-2024-{n}", f"pkg{n}") for n in range(1000, 1010)]
     tuesday = monday[5:] + [(f"CVE-2025-{n}", f"new{n}") for n in range(1000, 1004)]
-    first = importer.import_file(builders["write_json"](tmp_path / "mon.json", trivy_with(builders, monday)))
+    first = importer.import_file(
+        builders["write_json"](tmp_path / "mon.json", trivy_with(builders, monday))
+    )
     clock.advance(86_400)
     second_path = builders["write_json"](
-        tmp_path / "tue.json", {**trivy_with(builders, tuesday), "CreatedAt": "2025-08-21T00:00:00Z"}
+        tmp_path / "tue.json",
+        {**trivy_with(builders, tuesday), "CreatedAt": "2025-08-21T00:00:00Z"},
     )
     second = importer.import_file(second_path)
     assert (first.new, second.new, second.existing, second.findings) == (10, 4, 5, 9)
@@ -104,7 +112,9 @@ def test_duplicate_findings_inside_one_file_are_stored_once(
     packages = [(f"CVE-2024-{n}", f"p{n}") for n in range(10)]
     packages.append(packages[1])  # batch_size 7: the repeat lands in a later batch
     packages.insert(3, packages[2])  # and this one in the same batch
-    result = importer.import_file(builders["write_json"](tmp_path / "d.json", trivy_with(builders, packages)))
+    result = importer.import_file(
+        builders["write_json"](tmp_path / "d.json", trivy_with(builders, packages))
+    )
     assert (result.findings, result.new, result.repeated) == (10, 10, 2)
     assert counts(session_factory) == (1, 10, 10)
 
@@ -115,12 +125,22 @@ def test_deleting_a_scan_keeps_findings_other_scans_reported(
     """Delete removes a scan's own findings; shared ones stay with first/last seen recomputed."""
     session_factory = sessionmaker(any_engine)
     importer = ScanImporter(session_factory, batch_size=4)
-    a = importer.import_file(builders["write_json"](
-        tmp_path / "a.json", trivy_with(builders, [("CVE-2024-1", "a"), ("CVE-2024-2", "b")])))
-    b = importer.import_file(builders["write_json"](
-        tmp_path / "b.json", trivy_with(builders, [("CVE-2024-2", "b"), ("CVE-2024-3", "c")],
-                                        artifact="registry.example/app:1.4")
-        | {"CreatedAt": "2025-08-22T00:00:00Z"}))
+    a = importer.import_file(
+        builders["write_json"](
+            tmp_path / "a.json", trivy_with(builders, [("CVE-2024-1", "a"), ("CVE-2024-2", "b")])
+        )
+    )
+    b = importer.import_file(
+        builders["write_json"](
+            tmp_path / "b.json",
+            trivy_with(
+                builders,
+                [("CVE-2024-2", "b"), ("CVE-2024-3", "c")],
+                artifact="registry.example/app:1.4",
+            )
+            | {"CreatedAt": "2025-08-22T00:00:00Z"},
+        )
+    )
     with session_factory() as session, session.begin():
         outcome = delete_scan(session, b.scan_id)
     assert outcome == {"deleted_scan": b.scan_id, "deleted_findings": 1, "kept_findings": 1}
@@ -142,7 +162,9 @@ def test_progress_is_monotonic_and_ends_at_100(
     seen: list[ImportProgress] = []
     importer.import_file(path, on_progress=seen.append)
     percents = [p.percent for p in seen]
-    assert percents == sorted(percents) and percents[-1] == 100 and len(set(percents)) > 10
+    assert percents == sorted(percents)
+    assert percents[-1] == 100
+    assert len(set(percents)) > 10
     assert all(p.total_bytes == path.stat().st_size for p in seen)
     assert seen[-1].bytes_read == path.stat().st_size
 
@@ -183,12 +205,19 @@ def test_findings_are_listed_kev_first_then_by_severity_with_filters(
     """KEV-exploited findings come first; severity, kev, asset and tool filters apply."""
     vuln = builders["trivy_vulnerability"]
     document = builders["trivy_report"](
-        [{"Target": "t", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": [
-            vuln("CVE-2024-3094", "liblzma5", "5.6.0", severity="CRITICAL"),
-            vuln("CVE-2014-0160", "openssl", "1.0.1f", severity="MEDIUM"),
-            vuln("CVE-2024-0001", "zlib", "1.0", severity="LOW"),
-            vuln("CVE-2024-0002", "bash", "5.0", severity="HIGH"),
-        ]}]
+        [
+            {
+                "Target": "t",
+                "Class": "os-pkgs",
+                "Type": "debian",
+                "Vulnerabilities": [
+                    vuln("CVE-2024-3094", "liblzma5", "5.6.0", severity="CRITICAL"),
+                    vuln("CVE-2014-0160", "openssl", "1.0.1f", severity="MEDIUM"),
+                    vuln("CVE-2024-0001", "zlib", "1.0", severity="LOW"),
+                    vuln("CVE-2024-0002", "bash", "5.0", severity="HIGH"),
+                ],
+            }
+        ]
     )
     kev_importer.import_file(builders["write_json"](tmp_path / "t.json", document))
     with session_factory() as session:
@@ -200,8 +229,10 @@ def test_findings_are_listed_kev_first_then_by_severity_with_filters(
     order = [item["rule_id"] for item in everything["items"]]
     assert order == ["CVE-2014-0160", "CVE-2024-3094", "CVE-2024-0002", "CVE-2024-0001"]
     assert [item["rule_id"] for item in only_kev["items"]] == ["CVE-2014-0160"]
-    assert page["total"] == 4 and [i["rule_id"] for i in page["items"]] == order[1:3]
-    assert wrong_asset["total"] == 0 and by_asset["total"] == 4
+    assert page["total"] == 4
+    assert [i["rule_id"] for i in page["items"]] == order[1:3]
+    assert wrong_asset["total"] == 0
+    assert by_asset["total"] == 4
 
 
 def test_memory_stays_bounded_while_importing(

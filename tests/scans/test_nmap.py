@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import missing_service
 
+from conftest import missing_service
 from jupiter.scans import (
     MalformedScanError,
     ScanImporter,
@@ -80,14 +80,17 @@ def test_real_nmap_output_gives_the_open_port_with_service_and_script(
     """nmap -sV on our port: host, open port, service, product and version, banner output."""
     output = run_nmap(banner_port, tmp_path / "nmap.xml")
     parser, findings = parse(output)
-    assert parser.header.tool == "nmap" and parser.header.tool_version
+    assert parser.header.tool == "nmap"
+    assert parser.header.tool_version
     assert str(banner_port) in parser.header.details["args"]
     (finding,) = findings
     assert finding.asset == "127.0.0.1"
     assert finding.location == f"{banner_port}/tcp"
-    assert finding.rule_id == "open-port" and finding.severity is Severity.INFO
+    assert finding.rule_id == "open-port"
+    assert finding.severity is Severity.INFO
     service = finding.details["service"]
-    assert service["name"] == "ssh" and service["product"] == "OpenSSH"
+    assert service["name"] == "ssh"
+    assert service["product"] == "OpenSSH"
     assert service["version"].startswith("9.2p1")
     assert "cpe:/a:openbsd:openssh:9.2p1" in finding.details["cpes"]
     assert finding.details["scripts"]["banner"] == SSH_BANNER.decode().strip()
@@ -102,28 +105,38 @@ def test_real_nmap_import_is_idempotent(
     first = importer.import_file(output)
     second = importer.import_file(output)
     assert (first.format, first.findings, first.new) == ("nmap", 1, 1)
-    assert second.duplicate and second.scan_id == first.scan_id
+    assert second.duplicate
+    assert second.scan_id == first.scan_id
 
 
 VULNERS_HOST = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE nmaprun>
-<nmaprun scanner="nmap" args="nmap -sV --script vulners,ssl-heartbleed 10.0.0.5" start="1755000000" version="7.93" xmloutputversion="1.05">
+<nmaprun scanner="nmap" args="nmap -sV --script vulners,ssl-heartbleed 10.0.0.5"
+ start="1755000000" version="7.93" xmloutputversion="1.05">
 <host><status state="up" reason="syn-ack"/>
-<address addr="10.0.0.5" addrtype="ipv4"/><address addr="52:54:00:12:34:56" addrtype="mac"/>
+<address addr="10.0.0.5" addrtype="ipv4"/>
+<address addr="52:54:00:12:34:56" addrtype="mac"/>
 <hostnames><hostname name="web.internal" type="PTR"/></hostnames>
 <ports>
 <port protocol="tcp" portid="22"><state state="closed" reason="reset"/></port>
 <port protocol="tcp" portid="443"><state state="open" reason="syn-ack"/>
-<service name="https" product="Apache httpd" version="2.4.49" method="probed" conf="10"><cpe>cpe:/a:apache:http_server:2.4.49</cpe></service>
-<script id="vulners" output="&#xa;  cpe:/a:apache:http_server:2.4.49: &#xa;    CVE-2021-41773 7.5 https://vulners.com/cve/CVE-2021-41773">
+<service name="https" product="Apache httpd" version="2.4.49" method="probed" conf="10">
+<cpe>cpe:/a:apache:http_server:2.4.49</cpe></service>
+<script id="vulners"
+ output="&#xa;  cpe:/a:apache:http_server:2.4.49: &#xa;    CVE-2021-41773 7.5">
 <table key="cpe:/a:apache:http_server:2.4.49">
-<table><elem key="is_exploit">true</elem><elem key="cvss">7.5</elem><elem key="id">CVE-2021-41773</elem><elem key="type">cve</elem></table>
-<table><elem key="is_exploit">false</elem><elem key="cvss">5.3</elem><elem key="id">CVE-2021-34798</elem><elem key="type">cve</elem></table>
-<table><elem key="is_exploit">true</elem><elem key="cvss">7.5</elem><elem key="id">EDB-ID:50383</elem><elem key="type">exploitdb</elem></table>
+<table><elem key="is_exploit">true</elem><elem key="cvss">7.5</elem>
+<elem key="id">CVE-2021-41773</elem><elem key="type">cve</elem></table>
+<table><elem key="is_exploit">false</elem><elem key="cvss">5.3</elem>
+<elem key="id">CVE-2021-34798</elem><elem key="type">cve</elem></table>
+<table><elem key="is_exploit">true</elem><elem key="cvss">7.5</elem>
+<elem key="id">EDB-ID:50383</elem><elem key="type">exploitdb</elem></table>
 </table>
 </script>
 <script id="ssl-heartbleed" output="VULNERABLE: The Heartbleed Bug">
-<table key="NMAP-2"><elem key="title">The Heartbleed Bug is a serious vulnerability in OpenSSL</elem><elem key="state">VULNERABLE</elem>
+<table key="NMAP-2">
+<elem key="title">The Heartbleed Bug is a serious vulnerability in OpenSSL</elem>
+<elem key="state">VULNERABLE</elem>
 <table key="ids"><elem>CVE:CVE-2014-0160</elem></table>
 <table key="description"><elem>OpenSSL 1.0.1 through 1.0.1f leaks memory.</elem></table>
 <table key="refs"><elem>https://www.openssl.org/news/secadv_20140407.txt</elem></table>
@@ -151,11 +164,13 @@ def test_vulners_and_vulns_library_scripts_become_cve_findings(tmp_path: Path) -
     assert {f.asset for f in findings} == {"10.0.0.5"}
     assert {f.location for f in findings} == {"443/tcp"}
     traversal = by_rule["CVE-2021-41773"]
-    assert traversal.severity is Severity.HIGH and traversal.details["is_exploit"] is True
+    assert traversal.severity is Severity.HIGH
+    assert traversal.details["is_exploit"] is True
     assert traversal.details["cpe"] == "cpe:/a:apache:http_server:2.4.49"
     assert by_rule["CVE-2021-34798"].severity is Severity.MEDIUM
     heartbleed = by_rule["CVE-2014-0160"]
-    assert heartbleed.cve_ids == ["CVE-2014-0160"] and heartbleed.severity is Severity.HIGH
+    assert heartbleed.cve_ids == ["CVE-2014-0160"]
+    assert heartbleed.severity is Severity.HIGH
     assert heartbleed.title.startswith("The Heartbleed Bug")
     assert by_rule["open-port"].details["hostnames"] == ["web.internal"]
 

@@ -16,7 +16,7 @@ from jupiter.scans._sarif import SarifParser
 from jupiter.scans._source import ScanSource
 from jupiter.scans.models import FindingRecord
 
-VULNERABLE_SAMPLE = '''\
+VULNERABLE_SAMPLE = """\
 import hashlib
 import pickle
 import subprocess
@@ -36,7 +36,7 @@ def digest(data):
 
 def query(cursor, name):
     cursor.execute("SELECT * FROM users WHERE name = '%s'" % name)
-'''
+"""
 
 
 def run_bandit(tmp_path: Path) -> Path:
@@ -76,7 +76,9 @@ def test_bandit_sarif_findings_keep_rule_severity_location_and_cwe(tmp_path: Pat
         region = result["locations"][0]["physicalLocation"]["region"]
         assert finding.rule_id == result["ruleId"]
         assert finding.severity is Severity.from_label(result["properties"]["issue_severity"])
-        assert finding.location.endswith(f"vulnerable.py:{region['startLine']}:{region['startColumn']}")
+        assert finding.location.endswith(
+            f"vulnerable.py:{region['startLine']}:{region['startColumn']}"
+        )
         assert finding.message == result["message"]["text"]
         tags = rules[result["ruleId"]]["properties"]["tags"]
         expected_cwe = [f"CWE-{tag.rsplit('-', 1)[1]}" for tag in tags if "cwe" in tag]
@@ -93,11 +95,16 @@ def test_bandit_sarif_imports_and_reimport_changes_nothing(
     """Importing Bandit's SARIF stores each finding once; importing it again changes nothing."""
     output = run_bandit(tmp_path)
     first = importer.import_file(output)
-    assert first.findings == first.new >= 4 and not first.duplicate
+    assert first.findings == first.new >= 4
+    assert not first.duplicate
     with session_factory() as session:
-        before = [(f.id, f.fingerprint, f.last_seen) for f in session.scalars(select(FindingRecord))]
+        before = [
+            (f.id, f.fingerprint, f.last_seen) for f in session.scalars(select(FindingRecord))
+        ]
     second = importer.import_file(output)
-    assert second.duplicate and second.scan_id == first.scan_id and second.new == 0
+    assert second.duplicate
+    assert second.scan_id == first.scan_id
+    assert second.new == 0
     with session_factory() as session:
         after = [(f.id, f.fingerprint, f.last_seen) for f in session.scalars(select(FindingRecord))]
     assert after == before
@@ -115,7 +122,9 @@ def test_security_severity_outranks_level_and_message_arguments_are_filled(
                 "rules": [
                     {
                         "id": "py/sql-injection",
-                        "shortDescription": {"text": "SQL query built from user-controlled sources"},
+                        "shortDescription": {
+                            "text": "SQL query built from user-controlled sources"
+                        },
                         "messageStrings": {"default": {"text": "This query depends on {0}."}},
                         "defaultConfiguration": {"level": "error"},
                         "properties": {
@@ -123,7 +132,10 @@ def test_security_severity_outranks_level_and_message_arguments_are_filled(
                             "tags": ["security", "external/cwe/cwe-089"],
                         },
                     },
-                    {"id": "py/unused-import", "properties": {"problem.severity": "recommendation"}},
+                    {
+                        "id": "py/unused-import",
+                        "properties": {"problem.severity": "recommendation"},
+                    },
                 ],
             }
         },
@@ -151,13 +163,15 @@ def test_security_severity_outranks_level_and_message_arguments_are_filled(
     parser, findings = parse(path)
     assert parser.skipped == 1
     sql, unused = findings
-    assert sql.severity is Severity.HIGH and sql.details["tool_severity"] == "security-severity 8.8"
+    assert sql.severity is Severity.HIGH
+    assert sql.details["tool_severity"] == "security-severity 8.8"
     assert sql.message == "This query depends on a user-provided value."
     assert sql.cwe_ids == ["CWE-89"]
     assert sql.asset == "https://github.com/example/app"
     assert sql.location == "app/db.py:12"
     assert sql.details["partial_fingerprints"] == {"primaryLocationLineHash": "9a2f0c1d:1"}
-    assert unused.severity is Severity.LOW and unused.title == "Import of 'os' is not used."
+    assert unused.severity is Severity.LOW
+    assert unused.title == "Import of 'os' is not used."
 
 
 def test_fingerprints_identify_a_result_even_when_it_moves(
@@ -170,7 +184,8 @@ def test_fingerprints_identify_a_result_even_when_it_moves(
     def fingerprint(line: int) -> str:
         result = make("python.lang.eval", line, fingerprints={"matchBasedId/v1": "abc123"})
         path = builders["write_json"](
-            tmp_path / f"s{line}.sarif", builders["sarif_log"]([{"tool": tool, "results": [result]}])
+            tmp_path / f"s{line}.sarif",
+            builders["sarif_log"]([{"tool": tool, "results": [result]}]),
         )
         return parse(path)[1][0].fingerprint
 
@@ -193,7 +208,9 @@ def test_rules_in_tool_extensions_and_cwe_taxa_are_resolved(
             "extensions": [
                 {
                     "name": "codeql/python-queries",
-                    "rules": [{"id": "py/path-injection", "properties": {"security-severity": "9.3"}}],
+                    "rules": [
+                        {"id": "py/path-injection", "properties": {"security-severity": "9.3"}}
+                    ],
                 }
             ],
         },
@@ -223,16 +240,23 @@ def test_tool_written_after_results_is_read_ahead(tmp_path: Path, builders: dict
     path.write_text(text)
     parser, (finding,) = parse(path)
     assert parser.header.tool == "Late"
-    assert finding.severity is Severity.CRITICAL and finding.cwe_ids == ["CWE-79"]
+    assert finding.severity is Severity.CRITICAL
+    assert finding.cwe_ids == ["CWE-79"]
 
 
 @pytest.mark.parametrize(
     ("document", "problem", "where"),
     [
         (
-            {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "X"}},
-                                          "results": [{"ruleId": "A", "message": {"text": "m"},
-                                                       "level": "fatal"}]}]},
+            {
+                "version": "2.1.0",
+                "runs": [
+                    {
+                        "tool": {"driver": {"name": "X"}},
+                        "results": [{"ruleId": "A", "message": {"text": "m"}, "level": "fatal"}],
+                    }
+                ],
+            },
             "level must be one of",
             "$.runs[0].results[0].level",
         ),
@@ -242,9 +266,15 @@ def test_tool_written_after_results_is_read_ahead(tmp_path: Path, builders: dict
             "$.runs[0].tool.driver.name",
         ),
         (
-            {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "X"}},
-                                          "results": [{"ruleId": "A", "message": {"text": "m"}},
-                                                      {"ruleId": "B"}]}]},
+            {
+                "version": "2.1.0",
+                "runs": [
+                    {
+                        "tool": {"driver": {"name": "X"}},
+                        "results": [{"ruleId": "A", "message": {"text": "m"}}, {"ruleId": "B"}],
+                    }
+                ],
+            },
             "needs message.text",
             "$.runs[0].results[1].message",
         ),

@@ -37,7 +37,9 @@ def trivy_document(builders: dict[str, Any]) -> dict[str, Any]:
                 "Class": "os-pkgs",
                 "Type": "debian",
                 "Vulnerabilities": [
-                    vuln("CVE-2024-3094", "liblzma5", "5.6.0-0.2", "5.6.1+really5.4.5-1", "CRITICAL"),
+                    vuln(
+                        "CVE-2024-3094", "liblzma5", "5.6.0-0.2", "5.6.1+really5.4.5-1", "CRITICAL"
+                    ),
                     vuln("CVE-2014-0160", "libssl1.0.0", "1.0.1f-1", "1.0.1g-1", "HIGH"),
                 ],
             },
@@ -127,25 +129,35 @@ def test_trivy_keeps_package_versions_cvss_target_and_severity(
         assert finding.asset == document["ArtifactName"]
         assert finding.cwe_ids == item["CweIDs"]
     log4j = vulnerabilities[-1]
-    assert log4j.details["cvss_score"] == 10.0 and log4j.details["cvss"]["source"] == "ghsa"
+    assert log4j.details["cvss_score"] == 10.0
+    assert log4j.details["cvss"]["source"] == "ghsa"
     assert log4j.location == "app/lib/log4j-core-2.14.1.jar (app/lib/log4j-core-2.14.1.jar)"
     assert vulnerabilities[0].details["cvss_score"] == 9.8  # nvd preferred
     misconfig = next(f for f in findings if f.details["kind"] == "misconfiguration")
-    assert misconfig.rule_id == "AVD-DS-0002" and misconfig.severity is Severity.HIGH
+    assert misconfig.rule_id == "AVD-DS-0002"
+    assert misconfig.severity is Severity.HIGH
     assert misconfig.details["resolution"].startswith("Add 'USER")
     secret = next(f for f in findings if f.details["kind"] == "secret")
     assert secret.location == "app/settings.py:3"
-    assert "Match" not in secret.details and "****" not in repr(secret)
+    assert "Match" not in secret.details
+    assert "****" not in repr(secret)
 
 
 def test_grype_reads_source_written_after_matches(tmp_path: Path, builders: dict[str, Any]) -> None:
     """Grype writes source/descriptor after matches; the asset and tool version still apply."""
     match = builders["grype_match"]
-    related = [{"id": "CVE-2021-44228", "dataSource": "https://nvd.nist.gov/vuln/detail/CVE-2021-44228"}]
+    related = [
+        {"id": "CVE-2021-44228", "dataSource": "https://nvd.nist.gov/vuln/detail/CVE-2021-44228"}
+    ]
     document = builders["grype_report"](
         [
-            match("GHSA-jfh8-c2jp-5v3q", "log4j-core", "2.14.1", "Critical",
-                  relatedVulnerabilities=related),
+            match(
+                "GHSA-jfh8-c2jp-5v3q",
+                "log4j-core",
+                "2.14.1",
+                "Critical",
+                relatedVulnerabilities=related,
+            ),
             match("CVE-2022-42889", "commons-text", "1.9", "Critical"),
             match("CVE-2020-0001", "tiny", "0.1", "Negligible"),
         ]
@@ -153,19 +165,23 @@ def test_grype_reads_source_written_after_matches(tmp_path: Path, builders: dict
     path = builders["write_json"](tmp_path / "grype.json", document)
     parser = GrypeParser(ScanSource(path))
     findings = list(parser.findings())
-    assert parser.header.tool == "grype" and parser.header.tool_version == "0.79.0"
+    assert parser.header.tool == "grype"
+    assert parser.header.tool_version == "0.79.0"
     assert parser.header.details["distro"]["name"] == "alpine"
     log4j, text4shell, tiny = findings
     assert {f.asset for f in findings} == {"registry.example/api:2.0"}
     assert log4j.rule_id == "GHSA-jfh8-c2jp-5v3q"
     assert log4j.cve_ids == ["CVE-2021-44228"]
     assert log4j.details["installed_version"] == "2.14.1"
-    assert log4j.details["fixed_version"] == "2.15.0" and log4j.details["fix_state"] == "fixed"
+    assert log4j.details["fixed_version"] == "2.15.0"
+    assert log4j.details["fix_state"] == "fixed"
     assert log4j.details["cvss_score"] == 10.0
     assert log4j.details["purl"] == "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1"
     assert log4j.location == "log4j-core@2.14.1 (/app/lib/log4j-core-2.14.1.jar)"
-    assert text4shell.cve_ids == ["CVE-2022-42889"] and text4shell.severity is Severity.CRITICAL
-    assert tiny.severity is Severity.INFO and tiny.details["tool_severity"] == "Negligible"
+    assert text4shell.cve_ids == ["CVE-2022-42889"]
+    assert text4shell.severity is Severity.CRITICAL
+    assert tiny.severity is Severity.INFO
+    assert tiny.details["tool_severity"] == "Negligible"
 
 
 def test_kev_listed_cves_become_critical_exploited_with_kev_fields(
@@ -186,9 +202,11 @@ def test_kev_listed_cves_become_critical_exploited_with_kev_fields(
     for finding in findings:
         record = next((kev_catalog(cve) for cve in finding.cve_ids if kev_catalog(cve)), None)
         if record is None:
-            assert not finding.kev_exploited and finding.priority == finding.severity
+            assert not finding.kev_exploited
+            assert finding.priority == finding.severity
             continue
-        assert finding.kev_exploited and finding.priority == CRITICAL_EXPLOITED
+        assert finding.kev_exploited
+        assert finding.priority == CRITICAL_EXPLOITED
         (kev,) = finding.kev
         assert kev["dateAdded"] == record["dateAdded"]
         assert kev["dueDate"] == record["dueDate"]
@@ -204,24 +222,33 @@ def test_grype_related_cve_is_enriched_from_kev(
     """A GHSA match whose related CVE is in KEV is critical-exploited too."""
     related = [{"id": "CVE-2021-44228"}]
     document = builders["grype_report"](
-        [builders["grype_match"]("GHSA-jfh8-c2jp-5v3q", "log4j-core", "2.14.1",
-                                 relatedVulnerabilities=related)]
+        [
+            builders["grype_match"](
+                "GHSA-jfh8-c2jp-5v3q", "log4j-core", "2.14.1", relatedVulnerabilities=related
+            )
+        ]
     )
     kev_importer.import_file(builders["write_json"](tmp_path / "g.json", document))
     with session_factory() as session:
         (finding,) = session.scalars(select(FindingRecord))
-    assert finding.priority == CRITICAL_EXPLOITED and finding.kev[0]["cveID"] == "CVE-2021-44228"
+    assert finding.priority == CRITICAL_EXPLOITED
+    assert finding.kev[0]["cveID"] == "CVE-2021-44228"
 
 
 @pytest.mark.parametrize(
     ("mutate", "problem", "where"),
     [
-        (lambda d: d["Results"][0]["Vulnerabilities"][1].pop("PkgName"),
-         "PkgName is required", "$.Results[0].Vulnerabilities[1].PkgName"),
-        (lambda d: d["Results"][1]["Vulnerabilities"][0].update(Severity="SEVERE"),
-         "Severity must be one of", "$.Results[1].Vulnerabilities[0].Severity"),
-        (lambda d: d["Results"][0].pop("Target"),
-         "needs a Target", "$.Results[0].Target"),
+        (
+            lambda d: d["Results"][0]["Vulnerabilities"][1].pop("PkgName"),
+            "PkgName is required",
+            "$.Results[0].Vulnerabilities[1].PkgName",
+        ),
+        (
+            lambda d: d["Results"][1]["Vulnerabilities"][0].update(Severity="SEVERE"),
+            "Severity must be one of",
+            "$.Results[1].Vulnerabilities[0].Severity",
+        ),
+        (lambda d: d["Results"][0].pop("Target"), "needs a Target", "$.Results[0].Target"),
     ],
 )
 def test_trivy_schema_violations_name_their_json_path(
@@ -233,14 +260,18 @@ def test_trivy_schema_violations_name_their_json_path(
     path = builders["write_json"](tmp_path / "bad.json", document)
     with pytest.raises(MalformedScanError) as caught:
         list(TrivyParser(ScanSource(path)).findings())
-    assert problem in caught.value.detail and caught.value.json_path == where
+    assert problem in caught.value.detail
+    assert caught.value.json_path == where
 
 
 def test_grype_match_without_artifact_name_is_refused(
     tmp_path: Path, builders: dict[str, Any]
 ) -> None:
     """A Grype match missing artifact.name is refused, naming $.matches[i].artifact.name."""
-    matches = [builders["grype_match"]("CVE-2022-1", "a", "1"), builders["grype_match"]("CVE-2022-2", "b", "1")]
+    matches = [
+        builders["grype_match"]("CVE-2022-1", "a", "1"),
+        builders["grype_match"]("CVE-2022-2", "b", "1"),
+    ]
     del matches[1]["artifact"]["name"]
     path = builders["write_json"](tmp_path / "g.json", builders["grype_report"](matches))
     with pytest.raises(MalformedScanError) as caught:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from jupiter.service.dashboard import JupiterDashboard, UnknownComponentError
 from support.jupiter_app import running_app
 
@@ -29,10 +31,7 @@ async def test_a_failing_component_is_disabled_and_the_others_start(settings_fac
     factory = FlakyFactory()
     async with running_app(
         settings_factory(), clock=clock, factories={"community_pulse": factory}
-    ) as (
-        app,
-        client,
-    ):
+    ) as (_, client):
         status = (await client.get("/api/feature-status")).json()
         assert status["community_pulse"]["enabled"] is False
         assert "ConnectionError" in status["community_pulse"]["reason"]
@@ -132,7 +131,11 @@ async def test_breaker_changes_from_many_threads_are_all_persisted(settings_fact
             dashboard.force_open_breaker(name)
             dashboard.reset_breaker(name)
 
-        await asyncio.gather(*(asyncio.to_thread(flip, i) for i in range(16)))
+        threads = [threading.Thread(target=flip, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            await asyncio.to_thread(thread.join, 10)
         assert dashboard.writer.flush()
         from jupiter.storage import load_state_changes
 
@@ -150,12 +153,8 @@ def test_resolve_accepts_aliases_and_names_and_refuses_others(settings_factory):
     assert dashboard.resolve("chat") == "grok_chat"
     assert dashboard.resolve("grok_chat") == "grok_chat"
     assert dashboard.resolve("scans") == "scan_processing"
-    try:
+    with pytest.raises(UnknownComponentError, match="chat, intel, pulse, scans"):
         dashboard.resolve("coffee")
-    except UnknownComponentError as exc:
-        assert "chat, intel, pulse, scans" in str(exc)
-    else:
-        raise AssertionError("coffee resolved")
 
 
 async def test_errors_recorded_before_shutdown_are_restored_on_the_next_start(

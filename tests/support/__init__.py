@@ -1,1 +1,1 @@
-"""Test support: real servers on 127.0.0.1 (uvicorn, fault-injecting upstreams) shared by the suites."""
+"""Test support: real servers on 127.0.0.1 (uvicorn, fault-injecting upstreams)."""

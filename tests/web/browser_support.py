@@ -115,3 +115,14 @@ def sign_in_storage(token: str = ADMIN_TOKEN):
         shot_page.add_init_script(f"sessionStorage.setItem('jupiter.adminToken', {token!r});")
 
     return hook
+
+
+def unnamed_controls(page: Any) -> list[str]:
+    """Visible form controls and buttons that have no accessible name (should be none)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, select, textarea, input, a[href]')]
+               .filter((el) => el.offsetParent !== null)
+               .filter((el) => !el.labels?.length && !el.getAttribute('aria-label')
+                               && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+               .map((el) => el.outerHTML)"""
+    )

@@ -93,12 +93,19 @@ def jupiter(
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh page (own context: own sessionStorage) that fails the test on a JS error or on
-    any dialog, since no page ever opens one."""
+    """A fresh page (own context: own sessionStorage) that fails the test on a JS error, a CSP
+    violation or any dialog, since no page ever opens one."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     new_page = context.new_page()
     problems: list[str] = []
     new_page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    def on_console(message: Any) -> None:
+        # A CSP violation means some page code needs 'unsafe-inline' or another origin.
+        if "Content Security Policy" in message.text:
+            problems.append(f"CSP violation: {message.text}")
+
+    new_page.on("console", on_console)
     new_page.on(
         "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
     )

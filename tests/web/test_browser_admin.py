@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from support.jupiter_app import ADMIN, ADMIN_TOKEN
-from web.browser_support import XSS_FLAG, Jupiter, reset_upstreams, screenshots, sign_in_storage
+from web.browser_support import (
+    XSS_FLAG,
+    Jupiter,
+    reset_upstreams,
+    screenshots,
+    sign_in_storage,
+    unnamed_controls,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -35,8 +42,7 @@ def test_wrong_token_is_refused(page: Any, jupiter: Jupiter) -> None:
 
 
 def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupiter: Jupiter) -> None:
-    """After sign-in the token is in sessionStorage only, never in a URL, and every API call
-    the console makes carries it as a Bearer header."""
+    """The token stays in sessionStorage, never in a URL, and every API call sends it as Bearer."""
     reset_upstreams(jupiter)
     api_calls: list[Any] = []
     page.on("request", lambda r: api_calls.append(r) if "/api/" in r.url else None)
@@ -53,6 +59,7 @@ def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupite
         assert ADMIN_TOKEN not in request.url
         assert request.headers.get("authorization") == f"Bearer {ADMIN_TOKEN}", request.url
     assert ADMIN_TOKEN not in page.url
+    assert unnamed_controls(page) == []
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#signin")).to_be_visible()
@@ -62,8 +69,7 @@ def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupite
 def test_disabling_a_feature_records_the_reason_and_degrades_the_dashboard(
     page: Any, browser: Any, jupiter: Jupiter
 ) -> None:
-    """Disable chat with a reason: the console shows it (as text), the history records it, and
-    an open dashboard shows chat disabled with a toast, live."""
+    """Disabling chat records the reason and an open dashboard shows it disabled, live."""
     reset_upstreams(jupiter)
     dashboard = browser.new_context().new_page()
     dashboard.goto(jupiter.url + "/")
@@ -125,8 +131,7 @@ def test_breaker_force_open_and_reset_ask_for_confirmation(page: Any, jupiter: J
 def test_recent_errors_show_redacted_context_and_filter_by_type(
     page: Any, jupiter: Jupiter
 ) -> None:
-    """Errors of two types are listed; the type filter narrows them; the LLM key an upstream
-    echoed back never reaches the page."""
+    """Recent errors filter by type and never show the LLM key an upstream echoed."""
     reset_upstreams(jupiter)
     jupiter.llm.set_fault("401")  # echoes the presented API key in its error body
     jupiter.http.post("/api/chat", json={"message": "who am I"})
@@ -149,8 +154,7 @@ def test_recent_errors_show_redacted_context_and_filter_by_type(
 
 
 def test_console_adds_no_failures_while_features_are_degraded(page: Any, jupiter: Jupiter) -> None:
-    """With chat disabled and intel's breaker open, using the console sends nothing upstream
-    and records no new error."""
+    """With features degraded, using the console calls no upstream and records no error."""
     reset_upstreams(jupiter)
     jupiter.admin_post("/api/features/chat/disable", json={"reason": "maintenance"})
     jupiter.admin_post("/api/breakers/intel/force-open")

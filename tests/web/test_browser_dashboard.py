@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from web.browser_support import XSS_ALERT, XSS_FLAG, Jupiter, reset_upstreams, screenshots
+from web.browser_support import (
+    ARTIFACTS,
+    XSS_ALERT,
+    XSS_FLAG,
+    Jupiter,
+    reset_upstreams,
+    screenshots,
+    unnamed_controls,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -25,8 +34,7 @@ def send_chat(page: Any, text: str) -> None:
 
 
 def test_chat_shows_thinking_then_answer_then_error_with_retry(page: Any, jupiter: Jupiter) -> None:
-    """Thinking then the answer; a failing upstream gives an error with a suggestion and a Retry
-    button; once the upstream is back, Retry sends the same question and gets an answer."""
+    """Thinking, answer; upstream fails: error, suggestion, Retry; upstream back: Retry answers."""
     reset_upstreams(jupiter)
     jupiter.llm.set_reply("Use parameterised queries to stop SQL injection.")
     jupiter.llm.set_fault("slow", delay=1.0)
@@ -54,15 +62,18 @@ def test_chat_shows_thinking_then_answer_then_error_with_retry(page: Any, jupite
     retry.click()
     expect(page.locator(".msg-assistant:not(.msg-error)")).to_have_count(2, timeout=10_000)
     expect(page.locator(".msg-assistant").last).to_contain_text("parameterised queries")
+    expect(error.locator(".btn-retry")).to_have_text("Retried")
+    expect(error.locator(".btn-retry")).to_be_disabled()
     sent = jupiter.llm.completion_requests[-1].messages[-1]["content"]
     assert sent == "And cross-site scripting?"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#chat-panel").screenshot(path=str(ARTIFACTS / "dashboard-chat-1280.png"))
 
 
 def test_tripped_breaker_shows_open_within_two_seconds_with_a_toast(
     page: Any, jupiter: Jupiter
 ) -> None:
-    """Chat failures through the upstream open the breaker; the open panel shows it within 2 s
-    with no reload, a "degraded" toast appears, and recovery gives a "recovered" toast."""
+    """A breaker tripped via the upstream shows open within 2 s, no reload, with toasts."""
     reset_upstreams(jupiter)
     open_dashboard(page, jupiter)
     row = page.locator('#status-rows tr[data-feature="grok_chat"]')
@@ -89,8 +100,7 @@ def test_tripped_breaker_shows_open_within_two_seconds_with_a_toast(
 
 
 def test_xss_payloads_show_as_text_and_never_run(page: Any, jupiter: Jupiter) -> None:
-    """A feed title, a KEV name, an LLM reply and a server error message carrying markup are all
-    shown as text: no <img> element appears, no dialog opens, no script sets a flag."""
+    """Markup in a KEV name, feed title, LLM reply and error message stays text; nothing runs."""
     reset_upstreams(jupiter)
     jupiter.llm.set_reply(f"{XSS_ALERT} then {XSS_FLAG}")
     open_dashboard(page, jupiter)
@@ -116,27 +126,37 @@ def test_xss_payloads_show_as_text_and_never_run(page: Any, jupiter: Jupiter) ->
 
 
 def test_threat_feed_counts_filters_and_shows_stale_age(page: Any, jupiter: Jupiter) -> None:
-    """The table has a count and source/severity filters; a stale update shows its age."""
+    """Threat count, source badges, server-side filters, loading state and stale age."""
     reset_upstreams(jupiter)
     open_dashboard(page, jupiter)
-    rows = page.locator("#threats-rows tr")
+    rows = page.locator("#threats-rows tr[data-source]")
     expect(page.locator("#threats-rows")).to_contain_text("CVE-2025-0001", timeout=10_000)
-    total = int(page.locator("#threats-count").get_attribute("data-count"))
-    assert total >= 3
+    everything = jupiter.http.get("/api/threats").json()["count"]
+    expect(page.locator("#threats-count")).to_have_attribute("data-count", str(everything))
+    expect(page.locator('#threats-sources .badge[data-source="kev"]')).to_have_text("kev live")
 
-    sources = page.locator("#filter-source option").all_text_contents()[1:]
-    assert sources, "sources are offered as filters"
-    page.select_option("#filter-source", sources[0])
-    shown_sources = {row.locator("td").nth(3).text_content() for row in rows.all()}
-    assert shown_sources == {sources[0]}
+    with page.expect_response(lambda r: "/api/threats?" in r.url and "source=kev" in r.url):
+        page.get_by_label("Source").select_option("kev")
+    kev_count = jupiter.http.get("/api/threats", params={"source": "kev"}).json()["count"]
+    expect(page.locator("#threats-count")).to_have_text(f"{kev_count} matching")
+    assert {r.get_attribute("data-source") for r in rows.all()} == {"kev"}
 
-    severities = page.locator("#filter-severity option").all_text_contents()[1:]
-    page.select_option("#filter-source", "")
-    page.select_option("#filter-severity", severities[-1])
-    shown_severities = {row.locator(".sev").text_content() for row in rows.all()}
-    assert shown_severities == {severities[-1]}
-    expect(page.locator("#threats-count")).to_contain_text(" of ")
+    page.get_by_label("Source").select_option("")
+    with page.expect_response(lambda r: "severity=high" in r.url):
+        page.get_by_label("Severity").select_option("high")
+    high = jupiter.http.get("/api/threats", params={"severity": "high"}).json()["count"]
+    expect(page.locator("#threats-count")).to_have_text(f"{high} matching")
+    assert {r.get_attribute("data-severity") for r in rows.all()} == {"high"}
+    page.get_by_label("Severity").select_option("")
+    expect(page.locator("#threats-count")).to_have_attribute("data-count", str(everything))
 
+    # threats_loading marks the table busy until the update arrives.
+    page.evaluate(
+        """() => window.jupiter.socket.dispatchEvent(
+             new CustomEvent("threats_loading", {detail: {}}))"""
+    )
+    expect(page.locator("#threats-panel")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#threats-message")).to_have_text("Loading threat intelligence…")
     # A stale answer (the shape the server sends when a source fails) shows the data's age.
     page.evaluate(
         """() => window.jupiter.socket.dispatchEvent(new CustomEvent("threats_update", {detail: {
@@ -145,6 +165,8 @@ def test_threat_feed_counts_filters_and_shows_stale_age(page: Any, jupiter: Jupi
     )
     expect(page.locator("#threats-stale")).to_have_text("stale · 2 h ago")
     expect(page.locator("#threats-count")).to_have_text("1 item")
+    expect(page.locator("#threats-panel")).to_have_attribute("aria-busy", "false")
+    expect(page.locator("#threats-message")).to_be_hidden()
 
 
 def test_pulse_shows_sources_with_badges_and_trending(page: Any, jupiter: Jupiter) -> None:
@@ -159,8 +181,7 @@ def test_pulse_shows_sources_with_badges_and_trending(page: Any, jupiter: Jupite
 
 
 def test_error_chart_draws_errors_and_switches_windows(page: Any, jupiter: Jupiter) -> None:
-    """Recorded failures appear as a line per type; new errors arrive without reload; the
-    window buttons ask the server for 15 and 240 minutes."""
+    """The chart draws errors by type, updates without reload and switches 15/60/240 min."""
     reset_upstreams(jupiter)
     jupiter.llm.set_fault("500")
     jupiter.http.post("/api/chat", json={"message": "fail once"})
@@ -184,9 +205,7 @@ def test_error_chart_draws_errors_and_switches_windows(page: Any, jupiter: Jupit
     expect(page.get_by_role("button", name="15 min")).to_have_attribute("aria-pressed", "true")
     with page.expect_request(lambda r: "/api/errors/timeseries?minutes=240" in r.url):
         page.get_by_role("button", name="240 min").click()
-    expect(chart.locator("svg")).to_have_attribute(
-        "aria-label", __import__("re").compile("Errors per minute")
-    )
+    expect(chart.locator("svg")).to_have_attribute("aria-label", re.compile("Errors per minute"))
 
 
 def test_dashboard_is_keyboard_usable(page: Any, jupiter: Jupiter) -> None:
@@ -200,13 +219,7 @@ def test_dashboard_is_keyboard_usable(page: Any, jupiter: Jupiter) -> None:
     page.keyboard.type("hello from the keyboard")
     page.keyboard.press("Enter")
     expect(page.locator(".msg-assistant").last).to_contain_text("Keyboard answer.", timeout=10_000)
-    unnamed = page.evaluate(
-        """() => [...document.querySelectorAll('button, select, textarea, input')]
-               .filter((el) => !el.labels?.length && !el.getAttribute('aria-label')
-                               && !el.textContent.trim())
-               .map((el) => el.outerHTML)"""
-    )
-    assert unnamed == []
+    assert unnamed_controls(page) == []
 
 
 def test_dashboard_screenshots(browser: Any, jupiter: Jupiter) -> None:

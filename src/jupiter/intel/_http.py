@@ -1,14 +1,13 @@
 """Outbound calls of the intel area: which failures are worth a retry, how long to wait, how to
 describe an error without leaking a secret, and the guarded call (breaker around retries).
 
-The decisions (``is_retryable``, ``parse_retry_after``, ``redact_url``, ``describe_error``) are
-pure; ``GuardedCaller`` (the core's retry inside the breaker) and ``get_bytes`` are the thin async
-drivers on top.
+The decisions (``is_retryable``, ``redact_url``, ``describe_error``) are pure; ``GuardedCaller``
+(the core's retry inside the breaker) and ``get_bytes`` are the thin async drivers on top.
+``parse_retry_after`` is the core's, re-exported here for the sources.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -17,13 +16,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from jupiter.resilience import CircuitOpenError, Clock, SystemClock, retry_with_backoff
+from jupiter.resilience import (
+    CircuitOpenError,
+    Clock,
+    SystemClock,
+    parse_retry_after,
+    redact_text,
+    retry_with_backoff,
+)
 
 from ._errors import IntelSourceError, UpstreamConnectionError, UpstreamHTTPError
 
 __all__ = [
     "GuardedCaller",
     "RetryRunner",
+    "ServiceClient",
     "default_retry",
     "describe_error",
     "get_bytes",
@@ -71,23 +78,11 @@ def redact_url(url: str) -> str:
 
 
 def _redact_text(text: str) -> str:
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+    """The core's :func:`~jupiter.resilience.redact_text`, plus every URL cut by :func:`redact_url`.
 
-
-def parse_retry_after(value: str | None, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - now_wall)
+    URLs first, so a whole query string goes rather than only its secret-looking values.
+    """
+    return redact_text(_URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -145,6 +140,35 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     if isinstance(exc, IntelSourceError):
         return _redact_text(str(exc))[:500]
     return f"{type(exc).__name__}: {_redact_text(str(exc))[:300]}"
+
+
+class ServiceClient:
+    """A service's HTTP client: the caller's (borrowed, never closed here) or, when none was
+    given, one made on first use (``timeout``, at most 5 s to connect, ``headers``, no proxies
+    from the environment) and closed by :meth:`aclose`. Call it to get the client."""
+
+    def __init__(
+        self, client: httpx.AsyncClient | None, *, timeout: float, headers: dict[str, str]
+    ) -> None:
+        self._client = client
+        self._owned = client is None
+        self._timeout = timeout
+        self._headers = headers
+
+    def __call__(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
+                headers=self._headers,
+                trust_env=False,  # proxies from the environment would leak credentials
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if this object made it (a borrowed one is the caller's to close)."""
+        if self._owned and self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 class GuardedCaller:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from jupiter.resilience import Clock
 
 from ._errors import IntelSourceError
-from ._http import SYSTEM_CLOCK, GuardedCaller, describe_error, get_bytes
+from ._http import SYSTEM_CLOCK, GuardedCaller, ServiceClient, describe_error, get_bytes
 from ._http import redact_url as _redact_url
 from ._items import safe_http_url
 from ._text import html_to_text, plain_text
@@ -408,24 +408,16 @@ class CommunityPulseService:
         self.max_items_per_feed = max_items_per_feed
         self.feeds: list[str] = list(dict.fromkeys(getattr(settings, "pulse_feeds", None) or []))
         self._guard = GuardedCaller(breaker=breaker, retry=retry, clock=self.clock)
-        self._client = http_client
-        self._owns_client = http_client is None
+        self._http = ServiceClient(
+            http_client,
+            timeout=self.timeout,
+            headers={"User-Agent": "jupiter-pulse/0.1", "Accept": _ACCEPT},
+        )
         self._locks: dict[str, asyncio.Lock] = {}
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
-                headers={"User-Agent": "jupiter-pulse/0.1", "Accept": _ACCEPT},
-                trust_env=False,
-            )
-        return self._client
 
     async def aclose(self) -> None:
         """Close the HTTP client if this service created it."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     # --- database (sync, run in worker threads) ------------------------------------------------
 

@@ -104,57 +104,50 @@ def parse_intel_document(body: bytes | str, source: str) -> list[ThreatItem]:
     )
 
 
-class KevUrlSource:
-    """The CISA KEV catalog JSON at a URL."""
+class _UrlSource:
+    """A JSON document at a URL, fetched through the service's HTTP client (``client()``)."""
 
     online = True
+    default_name = ""
 
     def __init__(
         self,
         url: str,
         client: Callable[[], httpx.AsyncClient],
         *,
-        name: str = "kev",
+        name: str | None = None,
         refresh_seconds: float = 3600.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.name = name
+        self.name = self.default_name if name is None else name
         self.url = url
         self.location = redact_url(url)
         self.refresh_seconds: float | None = refresh_seconds
         self._client = client
         self._clock = clock
 
-    async def fetch(self) -> list[ThreatItem]:
+    async def _fetch_json(self, what: str) -> Any:
         body, _ = await get_bytes(self._client(), self.url, clock=self._clock)
-        data = _json(body, "KEV catalog")
+        return _json(body, what)
+
+
+class KevUrlSource(_UrlSource):
+    """The CISA KEV catalog JSON at a URL (named ``kev`` unless ``name`` says otherwise)."""
+
+    default_name = "kev"
+
+    async def fetch(self) -> list[ThreatItem]:
+        data = await self._fetch_json("KEV catalog")
         return await anyio.to_thread.run_sync(parse_kev, data, self.name)
 
 
-class StixUrlSource:
-    """A STIX 2.1 bundle at a URL."""
+class StixUrlSource(_UrlSource):
+    """A STIX 2.1 bundle at a URL (named ``stix`` unless ``name`` says otherwise)."""
 
-    online = True
-
-    def __init__(
-        self,
-        url: str,
-        client: Callable[[], httpx.AsyncClient],
-        *,
-        name: str = "stix",
-        refresh_seconds: float = 3600.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self.name = name
-        self.url = url
-        self.location = redact_url(url)
-        self.refresh_seconds: float | None = refresh_seconds
-        self._client = client
-        self._clock = clock
+    default_name = "stix"
 
     async def fetch(self) -> list[ThreatItem]:
-        body, _ = await get_bytes(self._client(), self.url, clock=self._clock)
-        data = _json(body, "STIX bundle")
+        data = await self._fetch_json("STIX bundle")
         if not isinstance(data, Mapping):
             raise IntelSourceError("invalid STIX 2.1 content: expected a JSON object")
         return await anyio.to_thread.run_sync(parse_stix, dict(data), self.name)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from jupiter.resilience import Clock
 
-from ._http import SYSTEM_CLOCK, GuardedCaller, describe_error
+from ._http import SYSTEM_CLOCK, GuardedCaller, ServiceClient, describe_error
 from ._items import ThreatFilters, ThreatItem
 from ._sources import (
     AttackSource,
@@ -170,8 +170,9 @@ class ThreatIntelService:
             timeout if timeout is not None else getattr(settings, "intel_timeout_seconds", 15.0)
         )
         self._guard = GuardedCaller(breaker=breaker, retry=retry, clock=self.clock)
-        self._client = http_client
-        self._owns_client = http_client is None
+        self._http = ServiceClient(
+            http_client, timeout=self.timeout, headers={"User-Agent": "jupiter-intel/0.1"}
+        )
         self.sources: list[ThreatSource] = (
             list(sources) if sources is not None else self._sources_from_settings(settings)
         )
@@ -181,15 +182,6 @@ class ThreatIntelService:
         self._locks: dict[str, asyncio.Lock] = {}
 
     # --- construction -------------------------------------------------------------------------
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
-                headers={"User-Agent": "jupiter-intel/0.1"},
-                trust_env=False,
-            )
-        return self._client
 
     def _sources_from_settings(self, settings: Any) -> list[ThreatSource]:
         interval = float(getattr(settings, "intel_sync_interval_seconds", 3600.0))
@@ -227,9 +219,7 @@ class ThreatIntelService:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this service created it."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     # --- database (sync, run in worker threads) ------------------------------------------------
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ._entries import (
     CweEntry,
@@ -40,7 +40,8 @@ from ._sources import load_cwe, load_techniques, normalize_kev_items, package_ve
 
 logger = logging.getLogger("jupiter.knowledge")
 
-# Bump when the record layout or the document text changes, so old caches are not reused.
+# Bump when the record layout, the document text or the tokenizer changes, so that old caches
+# are not reused.
 SCHEMA_VERSION = 2
 _CWE_REF = re.compile(r"\bCWE[-\s_]?(\d{1,5})\b", re.IGNORECASE)
 _TECHNIQUE_REF = re.compile(r"\b(T\d{4}(?:\.\d{3})?)\b", re.IGNORECASE)
@@ -439,7 +440,7 @@ class KnowledgeBase:
             raise TypeError("query must be a string")
         if k <= 0:
             return []
-        wanted = set(kinds) if kinds else {"cwe", "technique", "owasp", "kev"}
+        wanted: set[str] = set(kinds) if kinds else {"cwe", "technique", "owasp", "kev"}
         unknown = wanted - {"cwe", "technique", "owasp", "kev"}
         if unknown:
             raise ValueError(f"unknown kinds {sorted(unknown)}")
@@ -460,7 +461,7 @@ class KnowledgeBase:
                 if isinstance(entry, CweEntry):
                     score *= _ABSTRACTION_PRIOR.get(entry.abstraction or "", 1.0)
                     score *= _TOP25_PRIOR if entry.top25 else 1.0
-                ranked.append(SearchHit(kind, entry_id, _title(entry), score, entry))
+                ranked.append(SearchHit(cast(Kind, kind), entry_id, _title(entry), score, entry))
         ranked.sort(key=lambda hit: hit.score, reverse=True)
         for hit in ranked:
             hits.setdefault((hit.kind, hit.id), hit)

@@ -11,6 +11,7 @@ Only packaged files are read: no network.
 from __future__ import annotations
 
 import csv
+import datetime
 import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -190,6 +191,10 @@ def normalize_kev_item(item: Mapping[str, Any] | KevEntry) -> KevEntry:
 
     def text(*names: str) -> str:
         value = _field(item, *names)
+        if isinstance(value, datetime.datetime):
+            value = value.date()
+        if isinstance(value, datetime.date):
+            return value.isoformat()
         return str(value).strip() if value is not None else ""
 
     return KevEntry(

@@ -8,12 +8,13 @@ key back (some do, in 401 bodies) must not leak it into logs or error responses.
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import openai
+
+from jupiter.resilience import retry_after_from_headers
 
 REDACTED = "***"
 
@@ -43,33 +44,10 @@ def parse_retry_after(
 ) -> float | None:
     """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date), or None.
 
-    ``retry-after-ms`` is OpenAI's finer-grained variant and wins when both are present.
+    ``retry-after-ms`` is OpenAI's finer-grained variant and wins when both are present. The
+    parsing is the resilience core's (:func:`jupiter.resilience.retry_after_from_headers`).
     """
-    if not headers:
-        return None
-    lowered = {key.lower(): value for key, value in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return retry_after_from_headers(headers, time.time() if now is None else now)
 
 
 class LLMError(Exception):
@@ -107,7 +85,8 @@ class LLMStatusError(LLMError, openai.APIStatusError):
     @property
     def headers(self) -> Mapping[str, str]:
         """The upstream's response headers."""
-        return self.response.headers  # type: ignore[no-any-return]
+        headers: Mapping[str, str] = self.response.headers
+        return headers
 
 
 class LLMAuthenticationError(LLMStatusError, openai.AuthenticationError):

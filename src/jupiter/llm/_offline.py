@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupiter.knowledge import (
     NAMED_SCORE,
@@ -22,6 +22,9 @@ from jupiter.knowledge import (
     TechniqueEntry,
     default_knowledge_base,
 )
+
+if TYPE_CHECKING:
+    from ._provider import Completion
 
 OFFLINE_LABEL = "offline knowledge base"
 OFFLINE_MODEL = "jupiter-kb"
@@ -72,7 +75,9 @@ class OfflineAssistant:
     def __init__(self, knowledge_base: KnowledgeBase | None = None) -> None:
         self.knowledge_base = knowledge_base or default_knowledge_base()
 
-    def complete(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 600) -> Any:
+    def complete(
+        self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int = 600
+    ) -> Completion:
         """A :class:`~jupiter.llm.Completion` for the latest user question."""
         from ._provider import Completion
 

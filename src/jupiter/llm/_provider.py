@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from jupiter.knowledge import KnowledgeBase
     from jupiter.settings import Settings
 
+    from ._offline import OfflineAssistant
+
 logger = logging.getLogger("jupiter.llm")
 
 OFFLINE_LABEL = "offline knowledge base"
@@ -171,7 +173,7 @@ class LLMProvider:
             )
         self._api_key = _Secret(key)
         self._knowledge_base = knowledge_base
-        self._assistant: Any = None
+        self._assistant: OfflineAssistant | None = None
         self._lock = threading.Lock()
         self._sync_client: openai.OpenAI | None = None
         self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]] = {}
@@ -301,7 +303,7 @@ class LLMProvider:
                 self._async_clients[id(loop)] = entry
             return entry[1]
 
-    def _offline_assistant(self) -> Any:
+    def _offline_assistant(self) -> OfflineAssistant:
         with self._lock:
             if self._assistant is None:
                 from ._offline import OfflineAssistant

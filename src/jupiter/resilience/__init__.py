@@ -33,7 +33,7 @@ from ._errors import (
     scrub_secrets,
 )
 from ._fallback import with_fallback
-from ._http import retry_after_from_exception
+from ._http import parse_retry_after, retry_after_from_exception, retry_after_from_headers
 from ._retry import (
     RetryAttempt,
     RetryError,
@@ -101,7 +101,9 @@ __all__ = [
     "build_error_response",
     "classify_error",
     "handle_api_error",
+    "parse_retry_after",
     "retry_after_from_exception",
+    "retry_after_from_headers",
     "retry_with_backoff",
     "running_abandoned_call_count",
     "safe_api_call",

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._redact import _CACHEABLE_LENGTH, _redact_short_text, _Walker, redact_text
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._redact import _CACHEABLE_LENGTH, _TEXT_CACHE, _redact_short_text, _Walker, redact_text
 from ._store import DEFAULT_MAX_RECENT, AggregatorStore, ErrorEntry, InMemoryAggregatorStore
 
 __all__ = ["OTHER_ERROR_TYPE", "AggregatorOptions", "ErrorAggregator", "error_aggregator"]
@@ -34,9 +35,6 @@ DEFAULT_MAX_TYPE_LENGTH = 100
 DEFAULT_MAX_CONTEXT_ITEMS = 50
 DEFAULT_MAX_CONTEXT_DEPTH = 4
 BUCKET_SECONDS = 60
-
-# NamedTuple's generated __new__ costs ~2x tuple.__new__ on the hot path; same result.
-_new_entry = tuple.__new__
 
 #: Receives every recorded error as ``{"timestamp", "type", "message", "context"}``.
 ErrorListener = Callable[[dict[str, Any]], object]
@@ -162,10 +160,27 @@ class ErrorAggregator:
         )
         # Messages up to this length need no cut and go through redact_text's cache directly.
         self._short_message = min(_CACHEABLE_LENGTH, options.max_message_length)
+        # The hot path reads these straight from the instance rather than through options.
+        self._max_type_length = options.max_type_length
+        self._max_types = options.max_types
+        self._context_depth = options.max_context_depth
+        # The walker makes every key a string (stringify=True).
+        self._clean_mapping = cast(
+            "Callable[[Mapping[Any, object], int], dict[str, object]]",
+            self._context_walker.mapping,
+        )
+        # The system clock's wall() is time.time behind a method call; skip the call.
+        self._wall = time.time if type(clock) is SystemClock else clock.wall
+        # The default store (this exact class, so no overridden method is skipped) is written
+        # directly by record_error: no method calls and no NamedTuple built per error.
+        self._memory_store = self._store if type(self._store) is InMemoryAggregatorStore else None
         self._lock = threading.Lock()
         self._listeners: tuple[ErrorListener, ...] = ()
         self._latest = -math.inf  # the latest wall time seen: time never goes back
         self._minute = -(2**62)  # the current minute; expiry runs when it moves on
+        # Wall time at which the current minute ends: one float comparison per record tells
+        # whether the minute moved on, instead of recomputing the minute every time.
+        self._minute_end = -math.inf
 
     # ------------------------------------------------------------------ properties
 
@@ -195,41 +210,70 @@ class ErrorAggregator:
         other value is kept as ``{"value": ...}``) is redacted with :func:`redact` and cut.
         Listeners then receive the stored record.
         """
-        options = self._options
-        # The common case (short str type and message) skips the cleaning methods' call cost.
-        if type(error_type) is not str or not 0 < len(error_type) <= options.max_type_length:
+        # The common case (short str type and message, a dict context) skips the cleaning
+        # methods' call cost.
+        if type(error_type) is not str or not 0 < len(error_type) <= self._max_type_length:
             error_type = self._clean_type(error_type)
         if type(message) is str and len(message) <= self._short_message:
-            message = _redact_short_text(message)
+            cleaned = _TEXT_CACHE.get(message)
+            message = _redact_short_text(message) if cleaned is None else cleaned
         else:
             message = self._clean_message(message)
-        clean_context = None if context is None else self._clean_context(context)
-        store = self._store
+        clean_context = None
+        if context is not None:
+            if type(context) is dict:
+                clean_context = self._clean_mapping(context, self._context_depth)
+            else:
+                clean_context = self._clean_context(context)
+        memory = self._memory_store
         lock = self._lock
         # acquire/release rather than `with`: measurably cheaper on 3.11, and this is the hot path.
         lock.acquire()
         try:
-            # _now_minute(), inlined for the same reason.
-            now = self._clock.wall()
+            now = self._wall()
             if now < self._latest:
                 now = self._latest
             else:
                 self._latest = now
-            minute = int(now // BUCKET_SECONDS)
-            if minute != self._minute:
-                self._advance(minute)
-            totals = store.totals()
-            counted_type = (
-                error_type
-                if error_type in totals or len(totals) < options.max_types
-                else OTHER_ERROR_TYPE
-            )
-            entry = _new_entry(ErrorEntry, (now, error_type, message, clean_context))
-            store.add(minute, counted_type, entry)
+            if now >= self._minute_end:
+                self._advance(int(now // BUCKET_SECONDS))
+            if memory is not None:
+                # InMemoryAggregatorStore.add with the type cap, inlined (see __init__).
+                totals = memory._totals
+                counted_type = error_type
+                count = totals.get(error_type)
+                if count is None:
+                    if len(totals) >= self._max_types:
+                        counted_type = OTHER_ERROR_TYPE
+                        count = totals.get(OTHER_ERROR_TYPE, 0)
+                    else:
+                        count = 0
+                totals[counted_type] = count + 1
+                bucket = memory._buckets.get(self._minute)
+                if bucket is None:
+                    memory._buckets[self._minute] = {counted_type: 1}
+                else:
+                    bucket[counted_type] = bucket.get(counted_type, 0) + 1
+                memory._recent.append((now, error_type, message, clean_context))
+            else:
+                self._add_to_store(now, error_type, message, clean_context)
         finally:
             lock.release()
         if self._listeners:
-            self._notify(entry)
+            self._notify(ErrorEntry(now, error_type, message, clean_context))
+
+    def _add_to_store(
+        self, now: float, error_type: str, message: str, context: dict[str, object] | None
+    ) -> None:
+        """Count one error in the current minute through the store protocol (under the lock)."""
+        store = self._store
+        totals = store.totals()
+        counted_type = (
+            error_type
+            if error_type in totals or len(totals) < self._max_types
+            else OTHER_ERROR_TYPE
+        )
+        store.add(self._minute, counted_type, ErrorEntry(now, error_type, message, context))
 
     def _clean_type(self, error_type: object) -> str:
         if type(error_type) is not str:
@@ -259,6 +303,7 @@ class ErrorAggregator:
         """Move the current minute on (under the lock) and expire what fell out of the window."""
         if minute > self._minute:
             self._minute = minute
+            self._minute_end = (minute + 1) * BUCKET_SECONDS
             self._store.expire(minute - self._options.window_minutes + 1)
 
     def _now_minute(self) -> int:

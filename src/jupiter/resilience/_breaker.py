@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import MethodType, TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, Unpack, cast
+from typing import Any, ParamSpec, Self, TypeAlias, TypeVar, Unpack, cast
 
-from ._breaker_core import BreakerCore
+from ._breaker_core import BreakerCore, RefusedCall
 from ._breaker_options import (
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_TIMEOUT,
@@ -29,15 +29,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _Entered:
-    """One active ``with breaker:`` block in the current thread or task (a linked stack)."""
-
-    __slots__ = ("outer", "start", "ticket")
-
-    def __init__(self, ticket: int, start: float, outer: _Entered | None) -> None:
-        self.ticket = ticket
-        self.start = start
-        self.outer = outer
+#: The active ``with breaker:`` blocks of the current thread or task, innermost first, as a
+#: linked stack of ``(ticket, start, outer)`` tuples (tuples: the cheapest thing to build).
+_Entered: TypeAlias = "tuple[int, float, _Entered] | None"
 
 
 class _GuardedFunction(functools.partial[Any]):
@@ -105,7 +99,10 @@ class CircuitBreaker(BreakerCore):
         if self._closed_fast:
             start = 0.0
         else:
-            ticket = self.acquire()
+            admitted = self._admit()
+            if type(admitted) is float:
+                raise RefusedCall(self._name, admitted)  # see BreakerCore._admit
+            ticket = admitted  # type: ignore[assignment]  # an int once not a float
             start = self._monotonic() if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -113,7 +110,7 @@ class CircuitBreaker(BreakerCore):
             self.on_failure(ticket, exc, self._elapsed(start))
             raise
         if self._clean:
-            self._count_success()
+            next(self._succeeded)
             return result
         self.on_result(ticket, result, self._elapsed(start))
         return result
@@ -126,7 +123,10 @@ class CircuitBreaker(BreakerCore):
         if self._closed_fast:
             start = 0.0
         else:
-            ticket = self.acquire()
+            admitted = self._admit()
+            if type(admitted) is float:
+                raise RefusedCall(self._name, admitted)  # see BreakerCore._admit
+            ticket = admitted  # type: ignore[assignment]  # an int once not a float
             start = self._monotonic() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
@@ -134,7 +134,7 @@ class CircuitBreaker(BreakerCore):
             self.on_failure(ticket, exc, self._elapsed(start))
             raise
         if self._clean:
-            self._count_success()
+            next(self._succeeded)
             return result
         self.on_result(ticket, result, self._elapsed(start))
         return result
@@ -148,14 +148,24 @@ class CircuitBreaker(BreakerCore):
         driver = cls.call_async if inspect.iscoroutinefunction(func) else cls.call
         guarded = _GuardedFunction(driver, self, func)
         functools.update_wrapper(guarded, func)
+        # Frameworks that resolve string annotations (FastAPI, pydantic) look for __globals__.
+        guarded.__globals__ = getattr(func, "__globals__", {})  # type: ignore[attr-defined]
         return cast("Callable[P, R]", guarded)
 
     # ------------------------------------------------------------------ context managers
 
     def __enter__(self) -> Self:
-        ticket = self.acquire()
-        start = self._monotonic() if self._timed else 0.0
-        self._entered.set(_Entered(ticket, start, self._entered.get()))
+        ticket = self._generation
+        if self._closed_fast:
+            start = 0.0
+        else:
+            admitted = self._admit()
+            if type(admitted) is float:
+                raise RefusedCall(self._name, admitted)  # see BreakerCore._admit
+            ticket = admitted  # type: ignore[assignment]  # an int once not a float
+            start = self._monotonic() if self._timed else 0.0
+        entered = self._entered
+        entered.set((ticket, start, entered.get()))
         return self
 
     def __exit__(
@@ -164,15 +174,18 @@ class CircuitBreaker(BreakerCore):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        entered = self._entered.get()
-        if entered is None:
+        entered = self._entered
+        top = entered.get()
+        if top is None:
             raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
-        self._entered.set(entered.outer)
-        duration = self._elapsed(entered.start)
-        if exc is None:
-            self.on_success(entered.ticket, duration)
+        ticket, start, outer = top
+        entered.set(outer)
+        if exc is not None:
+            self.on_failure(ticket, exc, self._elapsed(start))
+        elif self._clean:
+            next(self._succeeded)
         else:
-            self.on_failure(entered.ticket, exc, duration)
+            self.on_success(ticket, self._elapsed(start))
 
     async def __aenter__(self) -> Self:
         return self.__enter__()

@@ -7,15 +7,20 @@ Protocol for a driver (``call``, ``call_async``, the decorator and the context m
     core.on_result(ticket, result, duration)      # or on_success(ticket, duration)
     core.on_failure(ticket, exc, duration)        # classifies exc: failure or neutral
 
+(The built-in drivers call ``_admit()``, which returns the refusal instead of raising it, and
+raise it from their own frame; see there why.)
+
 A ticket is the breaker's *generation* when the call was admitted. Every transition bumps the
 generation, so an outcome whose ticket is not the current generation is counted in the metrics
 but never changes the state: a call that began before a change cannot count against the new state.
 
 Concurrency. The closed-state success path of the default (consecutive) policy takes no lock:
-drivers read two flags, ``_closed_fast`` and ``_clean``, which are only written under ``_lock``,
-and count the success with ``itertools.count().__next__`` (a single C call, atomic under the
-GIL, so exact without a lock). Failures, transitions, half-open permits and the rate windows
-take ``_lock``; it is never held while a guarded call runs, nor while listeners or the store run.
+drivers read two flags, ``_closed_fast`` and ``_clean`` (the core a third, ``_settled``), which
+are only written under ``_lock``, and count the success with ``next()`` on an
+``itertools.count`` (a single C call, atomic under the GIL, so exact without a lock). Refusals
+of an open breaker take no lock either. Failures, transitions, half-open permits and the rate
+windows take ``_lock``; it is never held while a guarded call runs, nor while listeners or the
+store run.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ._breaker_events import EventDispatcher
 from ._breaker_options import (
@@ -46,14 +51,16 @@ __all__ = ["BreakerCore", "CircuitBreakerMetrics"]
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
+_INFINITY = math.inf
 
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerMetrics:
     """Counters since the breaker was built (``reset()`` does not clear them).
 
-    Every call ends in exactly one of ``succeeded``, ``failed``, ``rejected`` or ``ignored``;
-    ``slow`` counts the calls among ``failed`` that failed only by being slow, or slow failures.
+    Every call ends in exactly one of ``succeeded``, ``failed``, ``rejected`` or ``ignored``.
+    ``slow`` counts the non-neutral calls that took at least ``slow_call_duration``; they are all
+    among ``failed`` (a slow call is a failure even when it returned).
     """
 
     succeeded: int
@@ -78,7 +85,7 @@ class CircuitBreakerMetrics:
         return self.succeeded + self.failed + self.ignored
 
 
-class _Refusal(CircuitOpenError):
+class RefusedCall(CircuitOpenError):
     """The :class:`CircuitOpenError` a breaker raises: same attributes, same message, built for
     speed. The base class formats its message eagerly (a float format and a ``max``), which
     would triple the cost of refusing a call; here the C ``BaseException.__init__`` stores
@@ -87,7 +94,12 @@ class _Refusal(CircuitOpenError):
     """
 
     __slots__ = ()
-    __init__ = BaseException.__init__
+    if TYPE_CHECKING:
+
+        def __init__(self, name: str, retry_after: float) -> None: ...
+
+    else:
+        __init__ = BaseException.__init__
 
     @property
     def name(self) -> str:
@@ -112,7 +124,7 @@ class _Refusal(CircuitOpenError):
         return (CircuitOpenError, (self.name, self.retry_after))
 
 
-_Refusal.__name__ = _Refusal.__qualname__ = "CircuitOpenError"
+RefusedCall.__name__ = RefusedCall.__qualname__ = "CircuitOpenError"
 
 
 def _counter_value(counter: itertools.count[int]) -> int:
@@ -132,11 +144,6 @@ class BreakerCore:
         "_clock",
         "_closed_fast",
         "_consecutive_failures",
-        "_count_failure",
-        "_count_ignored",
-        "_count_rejection",
-        "_count_slow",
-        "_count_success",
         "_events",
         "_failed",
         "_failure_result",
@@ -158,6 +165,7 @@ class BreakerCore:
         "_options",
         "_random",
         "_rejected",
+        "_settled",
         "_slow",
         "_slow_threshold",
         "_state",
@@ -199,15 +207,10 @@ class BreakerCore:
         self._rejected = itertools.count()
         self._ignored = itertools.count()
         self._slow = itertools.count()
-        self._count_success = self._succeeded.__next__
-        self._count_failure = self._failed.__next__
-        self._count_rejection = self._rejected.__next__
-        self._count_ignored = self._ignored.__next__
-        self._count_slow = self._slow.__next__
 
         # Forced open has no scheduled trial; refusals report the base timeout as a finite hint
         # (an infinite retry_after would break JSON error bodies).
-        self._forced_hint = options.timeout
+        self._forced_hint = float(options.timeout)
         self._state = CLOSED
         self._generation = 0
         self._consecutive_failures = 0
@@ -219,7 +222,10 @@ class BreakerCore:
         self._half_open_in_flight = 0
         self._half_open_successes = 0
         self._half_open_progress_at = 0.0
+        # _settled: closed, lock-free policy, no failure pending (a success changes nothing).
+        # _clean: _settled and no result predicate to run (drivers may skip the core entirely).
         self._closed_fast = self._fast_policy
+        self._settled = self._fast_policy
         self._clean = self._fast_policy and self._failure_result is None
 
         store = options.store if options.store is not None else InMemoryBreakerStateStore()
@@ -330,7 +336,7 @@ class BreakerCore:
             "failure_rate": metrics.failure_rate,
             "failure_rate_threshold": options.failure_rate_threshold,
             "timeout": options.timeout,
-            "open_duration": self._open_duration if state is OPEN else None,
+            "open_duration": (self._open_duration if state is OPEN and not self._forced else None),
             "opened_at": self._opened_at,
             "retry_after": retry_after,
             "forced_open": self._forced,
@@ -362,31 +368,43 @@ class BreakerCore:
 
     def acquire(self) -> int:
         """Permission for one call: returns its ticket, or raises :class:`CircuitOpenError`."""
-        generation = self._generation
-        if self._closed_fast:
-            return generation
+        admitted = self._admit()
+        if type(admitted) is int:
+            return admitted
+        raise RefusedCall(self._name, admitted)
+
+    def _admit(self) -> int | float:
+        """The admission decision: an ``int`` ticket, or a ``float``: refused (already counted),
+        with the seconds until a trial.
+
+        Drivers build and raise the error themselves, straight from their own frame: every
+        frame an exception unwinds through costs a frame object and a traceback entry, and an
+        error kept in a local variable of a frame in its own traceback would be a reference
+        cycle, left for the garbage collector.
+        """
+        generation = self._generation  # read before the state: see _transition
         state = self._state
-        if state is CLOSED:
-            return generation
         if state is OPEN:
             remaining = self._open_until - self._monotonic()
-            if remaining > 0:
-                # Inlined _reject: the refusal path is hot while a dependency is down.
-                self._count_rejection()
-                raise _Refusal(
-                    self._name, remaining if remaining != math.inf else self._forced_hint
-                )
-        return self._acquire_locked()
+            if remaining > 0.0:
+                # Inlined _refuse: this path is hot while a dependency is down.
+                next(self._rejected)
+                if remaining == _INFINITY:
+                    remaining = self._forced_hint
+                return remaining
+        elif state is CLOSED:
+            return generation
+        return self._admit_locked()
 
     def on_success(self, ticket: int, duration: float = 0.0) -> None:
         """The call returned normally (``duration`` matters only with ``slow_call_duration``)."""
         if duration >= self._slow_threshold:
-            self._count_slow()
-            self._count_failure()
+            next(self._slow)
+            next(self._failed)
             self._record_failure(ticket, "slow call")
             return
-        self._count_success()
-        if self._clean:
+        next(self._succeeded)
+        if self._settled:
             return
         self._record_success(ticket)
 
@@ -400,7 +418,7 @@ class BreakerCore:
                 self.on_neutral(ticket)
                 raise
             if failed:
-                self._count_failure()
+                next(self._failed)
                 self._record_failure(ticket, "failure result")
                 return
         self.on_success(ticket, duration)
@@ -411,13 +429,13 @@ class BreakerCore:
             self.on_neutral(ticket)
             return
         if duration >= self._slow_threshold:
-            self._count_slow()
-        self._count_failure()
+            next(self._slow)
+        next(self._failed)
         self._record_failure(ticket, f"failure: {type(exc).__name__}")
 
     def on_neutral(self, ticket: int) -> None:
         """The call ended without a verdict (cancelled, excluded exception): nothing counts."""
-        self._count_ignored()
+        next(self._ignored)
         if self._state is not HALF_OPEN:
             return
         with self._lock:
@@ -442,13 +460,13 @@ class BreakerCore:
     # ------------------------------------------------------------------ internals (lock held
     # where noted)
 
-    def _reject(self, retry_after: float) -> NoReturn:
-        self._count_rejection()
-        if retry_after == math.inf:
+    def _refuse(self, retry_after: float) -> float:
+        next(self._rejected)
+        if retry_after == _INFINITY:
             retry_after = self._forced_hint
-        raise _Refusal(self._name, max(retry_after, 0.0))
+        return float(max(retry_after, 0.0))
 
-    def _acquire_locked(self) -> int:
+    def _admit_locked(self) -> int | float:
         ticket: int | None = None
         retry_after = 0.0
         with self._lock:
@@ -466,7 +484,7 @@ class BreakerCore:
                 ticket = self._generation
         self._events.deliver()
         if ticket is None:
-            self._reject(retry_after)
+            return self._refuse(retry_after)
         return ticket
 
     def _record_success(self, ticket: int) -> None:
@@ -481,6 +499,7 @@ class BreakerCore:
                     self._open_if_rate_exceeded(now)
                 else:
                     self._consecutive_failures = 0
+                    self._settled = self._closed_fast
                     self._clean = self._closed_fast and self._failure_result is None
             elif state is HALF_OPEN:
                 self._release_trial()
@@ -500,8 +519,9 @@ class BreakerCore:
                     self._window.record(True, now)
                     self._open_if_rate_exceeded(now)
                 else:
-                    # Clear the flag before counting so the lock-free path cannot miss it.
+                    # Clear the flags before counting so the lock-free path cannot miss it.
                     self._clean = False
+                    self._settled = False
                     self._consecutive_failures += 1
                     if self._consecutive_failures >= self._options.failure_threshold:
                         self._transition(
@@ -561,6 +581,7 @@ class BreakerCore:
         # they read the generation before the flags, so they can only hold a stale ticket.
         self._closed_fast = False
         self._clean = False
+        self._settled = False
         self._generation += 1
         self._consecutive_failures = 0
         self._half_open_in_flight = 0
@@ -575,7 +596,8 @@ class BreakerCore:
             else:
                 self._openings += 1
                 self._open_duration = self._next_open_duration()
-                self._open_until = now + self._open_duration
+                # Always a float: _admit tells refusals (float) from tickets (int) by type.
+                self._open_until = float(now + self._open_duration)
             if old is not OPEN or self._opened_at is None:
                 self._opened_at = self._clock.wall()
         elif new is CLOSED:
@@ -586,6 +608,7 @@ class BreakerCore:
         self._state = new
         if new is CLOSED:
             self._closed_fast = self._fast_policy
+            self._settled = self._fast_policy
             self._clean = self._fast_policy and self._failure_result is None
         wall = self._clock.wall()
         change = StateChange(self._name, old, new, reason, wall) if new is not old else None
@@ -612,6 +635,7 @@ class BreakerCore:
         now = self._monotonic()
         self._closed_fast = False
         self._clean = False
+        self._settled = False
         self._state = OPEN
         self._forced = record.forced
         self._openings = max(record.openings, 1)
@@ -624,5 +648,5 @@ class BreakerCore:
             remaining = 0.0
             if record.state is OPEN and record.open_until is not None:
                 remaining = max(0.0, record.open_until - wall)
-            self._open_until = now + remaining
+            self._open_until = float(now + remaining)
             self._open_duration = remaining

@@ -27,12 +27,13 @@ logger = logging.getLogger("jupiter.resilience.breaker")
 class EventDispatcher:
     """Ordered, exception-proof delivery of :class:`StateChange` events."""
 
-    __slots__ = ("_delivery_lock", "_listeners", "_pending", "_store", "_tasks")
+    __slots__ = ("_delivery_lock", "_listeners", "_listeners_lock", "_pending", "_store", "_tasks")
 
     def __init__(self, store: BreakerStateStore) -> None:
         self._store = store
         # Copy-on-write tuple: delivery iterates a snapshot while others add or remove.
         self._listeners: tuple[tuple[StateListener, asyncio.AbstractEventLoop | None], ...] = ()
+        self._listeners_lock = threading.Lock()
         self._pending: deque[tuple[StateChange | None, str, BreakerStateRecord]] = deque()
         self._delivery_lock = threading.Lock()
         # Strong references to scheduled listener tasks, so the loop cannot drop them mid-flight.
@@ -43,10 +44,12 @@ class EventDispatcher:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self._listeners = (*self._listeners, (listener, loop))
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, (listener, loop))
 
     def remove(self, listener: StateListener) -> None:
-        self._listeners = tuple(entry for entry in self._listeners if entry[0] != listener)
+        with self._listeners_lock:
+            self._listeners = tuple(entry for entry in self._listeners if entry[0] != listener)
 
     def queue(self, change: StateChange | None, name: str, record: BreakerStateRecord) -> None:
         """Queue a transition (call with the breaker's lock held, to keep the order)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import math
-import re
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 from ._clock import SYSTEM_CLOCK, Clock
 from ._exceptions import CircuitOpenError
 from ._http import hint_to_seconds, retry_after_from_exception, status_code_of, upstream_response_of
+from ._redact import redact_text
 
 __all__ = [
     "ErrorInfo",
@@ -32,44 +32,19 @@ __all__ = [
     "scrub_secrets",
 ]
 
-REDACTED = "[REDACTED]"
 _MAX_MESSAGE = 500
-
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Credentials inside URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
-    # Authorization schemes followed by a credential.
-    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1 {REDACTED}"),
-    # key=value, key: value, "key": "value" for names that hold secrets.
-    (
-        re.compile(
-            r"(?i)([\"']?\b(?:api[_\-]?key|apikey|x-api-key|access[_\-]?token|refresh[_\-]?token|"
-            r"id[_\-]?token|auth[_\-]?token|token|secret|client[_\-]?secret|password|passwd|pwd|"
-            r"authorization|cookie|session[_\-]?id)\b[\"']?\s*[=:]\s*[\"']?)"
-            r"(?!\[REDACTED\])[^\s\"'&,;})\]>]+"
-        ),
-        rf"\1{REDACTED}",
-    ),
-    # Provider key shapes: OpenAI / xAI / Anthropic (sk-), Stripe, GitHub, Slack, AWS, JWTs.
-    (re.compile(r"\b(?:sk|xai)-[A-Za-z0-9_\-]{8,}"), REDACTED),
-    (re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}"), REDACTED),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), REDACTED),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), REDACTED),
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"), REDACTED),
-)
 
 
 def scrub_secrets(text: str, *, max_length: int = _MAX_MESSAGE) -> str:
     """Replace anything that looks like a key, token or password with ``[REDACTED]``.
 
-    Also drops any traceback text and truncates to ``max_length`` characters.
+    The scrubbing is :func:`~jupiter.resilience.redact_text`'s; this also drops any traceback
+    text and truncates to ``max_length`` characters, for text shown to users.
     """
     marker = text.find("Traceback (most recent call last)")
     if marker != -1:
         text = text[:marker].rstrip()
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
+    text = redact_text(text)
     if len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text

@@ -8,7 +8,7 @@ class ResilienceError(Exception):
 
 
 class CircuitOpenError(ResilienceError):
-    """A call was refused without running because its circuit breaker is open (or half-open and full).
+    """A call was refused without running: its breaker is open (or half-open with no free slot).
 
     ``retry_after`` is the number of seconds until the breaker will allow a trial call
     (0.0 when a trial is already allowed but all trial slots are taken).

@@ -193,12 +193,39 @@ class FallbackDecorator(Generic[F]):
         return wrapper
 
 
+@overload
 def with_fallback(
-    value: F | Callable[..., F] | Callable[..., Awaitable[F]],
+    value: Callable[..., Awaitable[F]],
+    *,
+    exceptions: HandledExceptions = ...,
+    on_fallback: Callable[[BaseException], object] | None = ...,
+) -> FallbackDecorator[F]: ...
+
+
+@overload
+def with_fallback(
+    value: Callable[..., F],
+    *,
+    exceptions: HandledExceptions = ...,
+    on_fallback: Callable[[BaseException], object] | None = ...,
+) -> FallbackDecorator[F]: ...
+
+
+@overload
+def with_fallback(
+    value: F,
+    *,
+    exceptions: HandledExceptions = ...,
+    on_fallback: Callable[[BaseException], object] | None = ...,
+) -> FallbackDecorator[F]: ...
+
+
+def with_fallback(
+    value: Any,
     *,
     exceptions: HandledExceptions = (Exception,),
     on_fallback: Callable[[BaseException], object] | None = None,
-) -> FallbackDecorator[F]:
+) -> FallbackDecorator[Any]:
     """Return ``value`` (or what it computes) when the wrapped callable raises ``exceptions``.
 
     ``exceptions`` is a type, a tuple of types or a predicate; ``on_fallback(exc)`` is called

@@ -18,6 +18,7 @@ __all__ = [
     "hint_to_seconds",
     "parse_retry_after",
     "retry_after_from_exception",
+    "retry_after_from_headers",
     "status_code_of",
     "upstream_response_of",
 ]
@@ -86,9 +87,41 @@ def _parse_header(raw: str) -> float | datetime | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def parse_retry_after(value: str, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date) at ``now_wall``."""
-    return hint_to_seconds(_parse_header(value), now_wall)
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from one ``Retry-After`` value at wall time ``now_wall``, or None.
+
+    The value is delta-seconds (a negative one counts as 0) or an HTTP-date (RFC 9110; one
+    without a zone is UTC). None, junk and non-finite numbers give None.
+
+    >>> parse_retry_after("7", now_wall=0.0)
+    7.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", now_wall=40.0)
+    60.0
+    """
+    return None if value is None else hint_to_seconds(_parse_header(value), now_wall)
+
+
+def _hint_from_headers(headers: object) -> float | datetime | None:
+    """``retry-after-ms`` (OpenAI's finer variant, which wins), else ``retry-after``."""
+    millis = header_value(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            parsed = float(millis)
+        except ValueError:
+            parsed = math.nan
+        if math.isfinite(parsed):
+            return max(0.0, parsed / 1000.0)
+    raw = header_value(headers, "retry-after")
+    return None if raw is None else _parse_header(raw)
+
+
+def retry_after_from_headers(headers: object, now_wall: float) -> float | None:
+    """Seconds to wait that response ``headers`` ask for at wall time ``now_wall``, or None.
+
+    Reads ``retry-after-ms`` first, then ``Retry-After`` (as :func:`parse_retry_after`), from
+    httpx/requests headers, a dict (any key case) or a list of pairs.
+    """
+    return hint_to_seconds(_hint_from_headers(headers), now_wall)
 
 
 def retry_after_from_exception(exc: BaseException) -> float | datetime | None:
@@ -105,17 +138,7 @@ def retry_after_from_exception(exc: BaseException) -> float | datetime | None:
     response = upstream_response_of(exc)
     if response is None:
         return None
-    headers = getattr(response, "headers", None)
-    millis = header_value(headers, "retry-after-ms")
-    if millis is not None:
-        try:
-            parsed = float(millis)
-        except ValueError:
-            parsed = math.nan
-        if math.isfinite(parsed):
-            return max(0.0, parsed / 1000.0)
-    raw = header_value(headers, "retry-after")
-    return None if raw is None else _parse_header(raw)
+    return _hint_from_headers(getattr(response, "headers", None))
 
 
 def hint_to_seconds(hint: float | datetime | None, now_wall: float) -> float | None:

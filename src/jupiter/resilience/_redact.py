@@ -6,8 +6,8 @@ Two tools:
   limit) and replaces the value of every key that looks secret with ``"[REDACTED]"``. Strings
   found anywhere in the value also go through :func:`redact_text`.
 * :func:`redact_text` scrubs secret-looking substrings out of free text: ``Bearer``/``Basic``
-  credentials, well-known API key shapes (``sk-...``, ``xai-...``, GitHub, Slack, AWS), JSON Web
-  Tokens, passwords in URLs and ``key=value`` pairs whose key looks secret.
+  credentials, well-known API key shapes (``sk-...``, ``xai-...``, Stripe, GitHub, Slack, AWS,
+  Google), JSON Web Tokens, passwords in URLs and ``key=value`` pairs whose key looks secret.
 
 A key "looks secret" when, compared case-insensitively and ignoring ``-``/``_``/spaces, it
 contains ``password``, ``passwd``, ``secret``, ``apikey``, ``authorization``, ``cookie``,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -51,41 +50,64 @@ _DEFAULT_MAX_DEPTH = 12
 _TOO_DEEP = "[...]"
 
 
-@lru_cache(maxsize=4096)
+# Short strings (error messages, context values) and keys repeat a lot; caching their verdicts
+# keeps the aggregator's hot path cheap. Plain dicts rather than lru_cache: a hit is one
+# dict.get, half the cost of an lru_cache call. Only strings of at most _CACHEABLE_LENGTH
+# characters are kept, and a full cache is simply emptied (an atomic operation, so no lock is
+# needed): together well under 1 MB, at the cost of a few misses.
+_CACHEABLE_LENGTH = 256
+_CACHE_SIZE = 2048
+_TEXT_CACHE: dict[str, str] = {}
+_KEY_IS_SECRET: dict[str, bool] = {}
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a mapping key names a secret (see the module documentation for the rule)."""
-    normalized = _NOT_ALNUM.sub("", key.lower())
-    if normalized in _SECRET_EXACT or normalized.endswith("token"):
-        return True
-    return any(fragment in normalized for fragment in _SECRET_FRAGMENTS)
+    secret = _KEY_IS_SECRET.get(key)
+    if secret is None:
+        normalized = _NOT_ALNUM.sub("", key.lower())
+        secret = (
+            normalized in _SECRET_EXACT
+            or normalized.endswith("token")
+            or any(fragment in normalized for fragment in _SECRET_FRAGMENTS)
+        )
+        if type(key) is str and len(key) <= _CACHEABLE_LENGTH:
+            if len(_KEY_IS_SECRET) >= _CACHE_SIZE:
+                _KEY_IS_SECRET.clear()
+            _KEY_IS_SECRET[key] = secret
+    return secret
 
 
 # Secret-looking key names inside free text, for `key=value` / `key: value` / `"key": "value"`.
 # The key's own prefix (``x-``, ``access_``, ``client_``) need not be matched: it is kept anyway.
 _TEXT_KEY = (
-    r"(?:password|passwd|secret|api[_\-]?key|authorization|cookie|credentials?"
+    r"(?:password|passwd|pwd|secret|api[_\-]?key|authorization|cookie|credentials?"
     r"|private[_\-]?key|access[_\-]?key|session[_\-]?id|token)"
 )
 _TEXT_PATTERN = re.compile(
     "|".join(
         (
-            # Authorization header schemes: keep the scheme word, drop the credential.
-            r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)(?P<credential>[A-Za-z0-9._~+/=\-]{6,})",
+            # Authorization header schemes: keep the scheme word, drop the credential. After
+            # "token" a short word is more likely prose ("the token bucket") than a credential.
+            r"(?P<scheme>\b(?:Bearer\s+|Basic\s+|Token\s+(?=[A-Za-z0-9._~+/=\-]{8})))"
+            r"(?P<credential>[A-Za-z0-9._~+/=\-]{6,})",
             # key=value, key: value, "key": "value"  (quotes optional)
             r"(?P<key>" + _TEXT_KEY + r"[\"']?\s*[=:]\s*[\"']?)"
             r"(?P<value>(?!\[REDACTED\])(?:(?:Bearer|Basic|Token)\s+)?[^\s\"'&,;)\]}>]+)",
             # user:password@host in URLs
             r"(?P<userinfo>\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:)(?P<password>[^\s@/]+)(?=@)",
-            # Well-known key shapes (OpenAI/Anthropic sk-, xAI, GitHub, Slack, AWS, Google).
-            r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}",
-            r"\bxai-[A-Za-z0-9_\-]{16,}",
+            # Well-known key shapes (OpenAI/Anthropic sk-, xAI, Stripe, GitHub, Slack, AWS,
+            # Google).
+            r"\b(?:sk|xai)-[A-Za-z0-9_\-]{8,}",
+            r"\b(?:rk|pk)-[A-Za-z0-9_\-]{16,}",
+            r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}",
             r"\bgh[pousr]_[A-Za-z0-9]{20,}",
             r"\bgithub_pat_[A-Za-z0-9_]{20,}",
             r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
             r"\bA(?:KIA|SIA)[0-9A-Z]{16}\b",
             r"\bAIza[0-9A-Za-z_\-]{30,}",
-            # JSON Web Tokens: three base64url parts, the first two starting with '{"'.
-            r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+            # JSON Web Tokens: three base64url parts, the first starting with '{"'.
+            r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
         )
     ),
     re.IGNORECASE,
@@ -97,6 +119,7 @@ _SECRET_HINTS = (
     "key",
     "token",
     "passw",
+    "pwd",
     "secret",
     "bearer",
     "basic",
@@ -107,6 +130,8 @@ _SECRET_HINTS = (
     "://",
     "k-",
     "xai-",
+    "k_live_",
+    "k_test_",
     "ghp_",
     "gho_",
     "ghu_",
@@ -140,14 +165,22 @@ def _replace(match: re.Match[str]) -> str:
     return REDACTED
 
 
-# Short strings (error messages, context values) repeat a lot; caching them keeps the aggregator's
-# hot path cheap. Long strings are scrubbed every time so the cache stays small (≤ ~0.3 MB).
-_CACHEABLE_LENGTH = 256
-
-
-@lru_cache(maxsize=1024)
 def _redact_short_text(text: str) -> str:
-    return _scrub(text)
+    """:func:`redact_text` for a string of at most ``_CACHEABLE_LENGTH`` characters, cached."""
+    cleaned = _TEXT_CACHE.get(text)
+    if cleaned is None:
+        if type(text) is not str:
+            # A str subclass (a str Enum, say) hits the entry of the equal plain string, so it
+            # comes out as a plain str whether or not that entry exists yet.
+            text = str.__str__(text)
+        cleaned = _scrub(text)
+        # Only results that stayed short are kept: so any hit is at most _CACHEABLE_LENGTH
+        # long, which lets callers that cut longer strings skip their length check on a hit.
+        if len(cleaned) <= _CACHEABLE_LENGTH:
+            if len(_TEXT_CACHE) >= _CACHE_SIZE:
+                _TEXT_CACHE.clear()
+            _TEXT_CACHE[text] = cleaned
+    return cleaned
 
 
 def _scrub(text: str) -> str:
@@ -197,10 +230,12 @@ def redact(
 class _Walker:
     """One configured walk; the aggregator keeps one so its hot path builds nothing extra."""
 
-    __slots__ = ("max_items", "max_len", "stringify")
+    __slots__ = ("cached_fits", "max_items", "max_len", "stringify")
 
     def __init__(self, max_len: int | None, max_items: int | None, stringify: bool) -> None:
         self.max_len = max_len
+        # Whether every cached scrubbed text is short enough to need no cut.
+        self.cached_fits = max_len is None or max_len >= _CACHEABLE_LENGTH
         self.max_items = max_items
         self.stringify = stringify
 
@@ -239,33 +274,40 @@ class _Walker:
     def mapping(self, value: Mapping[Any, object], depth: int) -> dict[object, object]:
         result: dict[object, object] = {}
         max_items = self.max_items
-        max_len = self.max_len
+        cached_fits = self.cached_fits
         items: Iterable[tuple[Any, object]] = value.items()
         if max_items is not None and len(value) > max_items:
             items = islice(items, max_items)
         for key, item in items:
-            if type(key) is str and type(item) is str and len(item) <= _CACHEABLE_LENGTH:
-                # The common case, one cached lookup: a short string under a string key.
-                cleaned = _clean_short_pair(key, item)
-                if max_len is not None and len(cleaned) > max_len:
-                    cleaned = cleaned[:max_len] + "…"
-                result[key] = cleaned
-                continue
-            if type(key) is not str:
-                if self.stringify:
-                    key = self.text(str(key))
-                elif not isinstance(key, str):
-                    result[key] = self.walk(item, depth - 1)
+            if type(key) is str:
+                # The common case, inlined: a string key whose verdict is cached, and a short
+                # string (cached too) or a number as its value.
+                secret = _KEY_IS_SECRET.get(key)
+                if secret is None:
+                    secret = is_secret_key(key)
+                if secret:
+                    result[key] = REDACTED
                     continue
+                if type(item) is str:
+                    cleaned = _TEXT_CACHE.get(item)
+                    if cleaned is not None and cached_fits:
+                        result[key] = cleaned
+                    else:
+                        result[key] = self.text(item)
+                    continue
+                cls = type(item)
+                if cls is int or cls is float or cls is bool or item is None:
+                    result[key] = item
+                else:
+                    result[key] = self.walk(item, depth - 1)
+                continue
+            if self.stringify:
+                key = self.text(str(key))
+            elif not isinstance(key, str):
+                result[key] = self.walk(item, depth - 1)
+                continue
             if is_secret_key(key):
                 result[key] = REDACTED
-            elif type(item) is str:
-                result[key] = self.text(item)
             else:
                 result[key] = self.walk(item, depth - 1)
         return result
-
-
-@lru_cache(maxsize=1024)
-def _clean_short_pair(key: str, value: str) -> str:
-    return REDACTED if is_secret_key(key) else _redact_short_text(value)

@@ -14,7 +14,6 @@ needs the start time).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import inspect
@@ -36,6 +35,7 @@ from ._budget import RetryBudget
 from ._callables import is_async_callable, reject_generators
 from ._clock import DEFAULT_RANDOM, SYSTEM_CLOCK, Clock, RandomSource
 from ._exceptions import CircuitOpenError, ResilienceError
+from ._fallback import NEVER_HANDLED
 from ._http import hint_to_seconds, retry_after_from_exception
 
 __all__ = [
@@ -59,14 +59,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Exceptions that are never retried, whatever ``exceptions`` says: an open breaker already
-#: decided the dependency is down, and cancellation or interpreter shutdown must propagate.
-NEVER_RETRIED: tuple[type[BaseException], ...] = (
-    CircuitOpenError,
-    asyncio.CancelledError,
-    KeyboardInterrupt,
-    SystemExit,
-    GeneratorExit,
-)
+#: decided the dependency is down, and cancellation or interpreter shutdown must propagate
+#: (the same stop signals a fallback never handles).
+NEVER_RETRIED: tuple[type[BaseException], ...] = (CircuitOpenError, *NEVER_HANDLED)
 
 ExceptionFilter: TypeAlias = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]

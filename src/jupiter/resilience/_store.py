@@ -34,6 +34,10 @@ class ErrorEntry(NamedTuple):
     context: dict[str, object] | None
 
 
+#: ErrorEntry's fields as a plain tuple: what the in-memory ring holds.
+_EntryFields = tuple[float, str, str, dict[str, object] | None]
+
+
 @runtime_checkable
 class AggregatorStore(Protocol):
     """The state behind an :class:`~jupiter.resilience.ErrorAggregator`."""
@@ -80,9 +84,13 @@ class InMemoryAggregatorStore:
     def __init__(self, max_recent: int = DEFAULT_MAX_RECENT) -> None:
         if isinstance(max_recent, bool) or not isinstance(max_recent, int) or max_recent < 0:
             raise ValueError(f"max_recent must be an int >= 0, got {max_recent!r}")
+        # The aggregator's hot path writes these three directly when this exact class is its
+        # store (see ErrorAggregator.record_error): keep their layout in step with it. The ring
+        # holds plain tuples in ErrorEntry's field order; building the NamedTuple on every record
+        # would cost more than the rest of the bookkeeping, so it is built when read.
         self._buckets: dict[int, dict[str, int]] = {}
         self._totals: dict[str, int] = {}
-        self._recent: deque[ErrorEntry] = deque(maxlen=max_recent)
+        self._recent: deque[_EntryFields] = deque(maxlen=max_recent)
 
     @property
     def max_recent(self) -> int:
@@ -111,7 +119,7 @@ class InMemoryAggregatorStore:
         # Entries arrive in time order, so the expired ones sit at the left end.
         recent = self._recent
         cutoff = oldest_minute * 60
-        while recent and recent[0].timestamp < cutoff:
+        while recent and recent[0][0] < cutoff:
             recent.popleft()
 
     def totals(self) -> Mapping[str, int]:
@@ -121,7 +129,7 @@ class InMemoryAggregatorStore:
         return list(self._buckets.items())
 
     def recent(self) -> Iterable[ErrorEntry]:
-        return reversed(self._recent)
+        return map(ErrorEntry._make, reversed(self._recent))
 
     def clear(self) -> None:
         self._buckets.clear()

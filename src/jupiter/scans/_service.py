@@ -95,9 +95,14 @@ def scan_error_data(exc: BaseException, clock: Clock, **extra: Any) -> dict[str,
         if exc.retry_after is not None:
             body["retry_after"] = exc.retry_after
     else:
-        body = build_error_response(exc, status_code=503, clock=clock)["error"]
-        body["type"] = "scan_processing_failed"
-        body["recoverable"] = True
+        body = build_error_response(
+            exc,
+            status_code=503,
+            message=str(exc) if isinstance(exc, ScanProcessingFailedError) else None,
+            error_type="scan_processing_failed",
+            recoverable=True,
+            clock=clock,
+        )["error"]
     body.pop("status", None)  # a socket event has no HTTP status
     body.update(extra)
     return body
@@ -179,7 +184,7 @@ class ScanService:
         except Exception:  # a broken socket hub must never break an import
             log.warning("⚠️ could not publish %s", event)
 
-    def _record(self, error_type: str, message: str, context: dict[str, Any]) -> None:
+    def record_error(self, error_type: str, message: str, context: dict[str, Any]) -> None:
         if self.aggregator is not None:
             self.aggregator.record_error(error_type, message, context)
 
@@ -220,7 +225,7 @@ class ScanService:
             if not self.enabled():
                 reason = None
                 with contextlib.suppress(Exception):
-                    reason = self.degradation.snapshot().get(FEATURE, {}).get("reason")
+                    reason = self.degradation.snapshot().get(FEATURE, {}).get("disabled_reason")
                 raise ScanProcessingUnavailableError(
                     "scan processing is disabled" + (f": {reason}" if reason else "")
                 )
@@ -273,7 +278,7 @@ class ScanService:
                 raise
             except Exception as exc:
                 log.error("❌ scan import of %s failed: %s", name, type(exc).__name__)
-                self._record(
+                self.record_error(
                     "scan_failure",
                     f"scan import failed: {type(exc).__name__}",
                     {"component": FEATURE, "source": name, "error": type(exc).__name__},
@@ -282,7 +287,7 @@ class ScanService:
                     f"the scan could not be stored ({type(exc).__name__})"
                 ) from exc
             if isinstance(outcome, ScanInputError):
-                self._record(
+                self.record_error(
                     "scan_rejected",
                     str(outcome),
                     {"component": FEATURE, "source": name, "problem": outcome.problem},

@@ -111,10 +111,31 @@ def _load_history(dashboard: Any) -> list[Any]:
     return load_state_changes(dashboard.database.session_factory)
 
 
-async def _summary(request: Request) -> dict[str, Any]:
+def _state_key(live: dict[str, Any]) -> tuple[tuple[str, bool, str], ...]:
+    return tuple(
+        (name, bool(entry.get("enabled")), str(entry.get("circuit_breaker")))
+        for name, entry in sorted(live.items())
+    )
+
+
+@router.get("/api/status/summary", tags=["status"])
+async def status_summary(request: Request) -> dict[str, Any]:
+    """The public status page as JSON: overall indicator, components with their status and 90
+    daily uptime bars, and incidents (breaker-open and feature-disabled periods) with start and
+    end. Needs no login; carries no reason text, error message or context.
+    """
     dashboard = getattr(request.app.state, "dashboard", None)
     if dashboard is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Jupiter is still starting.")
+    live = dashboard.get_feature_status()
+    # Cache the history read briefly, but never across a state change: a flag or breaker that
+    # just changed shows at once.
+    key = _state_key(live)
+    cache: dict[str, Any] | None = getattr(request.app.state, "status_summary_cache", None)
+    now = time.monotonic()
+    if cache and cache.get("key") == key and cache.get("until", 0.0) > now:
+        return cache["summary"]
+
     rows: list[Any] = []
     history_available = True
     try:
@@ -124,23 +145,11 @@ async def _summary(request: Request) -> dict[str, Any]:
         history_available = False
         log.warning("⚠️ status history unavailable: %s", type(exc).__name__)
     records = [r for r in map(state_change_from_row, rows) if r is not None]
-    summary = build_status_summary(records, dashboard.get_feature_status(), dashboard.clock.wall())
+    summary = build_status_summary(records, live, dashboard.clock.wall())
     summary["history_available"] = history_available
-    return summary
-
-
-@router.get("/api/status/summary", tags=["status"])
-async def status_summary(request: Request) -> dict[str, Any]:
-    """The public status page as JSON: overall indicator, components with their status and 90
-    daily uptime bars, and incidents (breaker-open and feature-disabled periods) with start and
-    end. Needs no login; carries no reason text, error message or context.
-    """
-    cache: dict[str, Any] | None = getattr(request.app.state, "status_summary_cache", None)
-    if cache is None:
-        cache = request.app.state.status_summary_cache = {}
-    now = time.monotonic()
-    if cache.get("until", 0.0) > now and "summary" in cache:
-        return cache["summary"]
-    summary = await _summary(request)
-    cache.update(summary=summary, until=now + SUMMARY_CACHE_SECONDS)
+    request.app.state.status_summary_cache = {
+        "key": key,
+        "until": now + SUMMARY_CACHE_SECONDS,
+        "summary": summary,
+    }
     return summary

@@ -208,7 +208,7 @@ async def upload_scan(
     except ScanInputError as exc:
         if upload is not None:
             upload.discard()
-        service._record(
+        service.record_error(
             "scan_rejected", str(exc), {"component": "scan_processing", "problem": exc.problem}
         )
         return _scan_error(exc)

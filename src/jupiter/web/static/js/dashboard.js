@@ -15,6 +15,7 @@ const CHART_POLL_MS = 30000;
 
 // ---------------------------------------------------------------- connection
 const connectionPill = $("#connection");
+const healthPill = $("#health");
 const banner = $("#reconnect-banner");
 const bannerText = $("#reconnect-text");
 let countdownTimer = null;
@@ -28,6 +29,20 @@ socket.addEventListener("statechange", (event) => {
     connectionPill.textContent = "Live";
     banner.hidden = true;
     return;
+  }
+  if (state === "reconnecting" && chatAwaiting) {
+    setThinking(false);
+    appendChat("assistant", "The connection dropped before Jupiter answered.", {
+      isError: true,
+      suggestion: "Press Retry once the connection is back.",
+      retry: lastChatMessage,
+    });
+  }
+  if (state === "reconnecting") {
+    // What the panels show may be out of date while the socket is down; say so.
+    healthPill.className = "pill pill-unknown";
+    healthPill.textContent = "Health: unknown (offline)";
+    healthPill.dataset.health = "unknown";
   }
   if (state === "connecting") {
     connectionPill.textContent = "Connecting…";
@@ -52,7 +67,6 @@ socket.on("open", ({ reconnected }) => {
   socket.send("request_status");
   socket.send("request_threats");
   socket.send("request_pulse");
-  if (chatAwaiting) setThinking(false);
   refreshChart();
 });
 
@@ -70,7 +84,13 @@ const chatFeature = $("#chat-feature");
 let lastChatMessage = null;
 let chatAwaiting = false;
 
+let retryButton = null;
+
 function setThinking(on) {
+  if (!on && retryButton) {
+    retryButton.textContent = "Retried";
+    retryButton = null;
+  }
   chatAwaiting = on;
   chatThinking.hidden = !on;
   $("#chat-panel").setAttribute("aria-busy", on ? "true" : "false");
@@ -92,6 +112,7 @@ function appendChat(role, text, extra = {}) {
     button.addEventListener("click", () => {
       button.disabled = true;
       button.textContent = "Retrying…";
+      retryButton = button;
       sendChat(extra.retry, { isRetry: true });
     });
     item.append(button);
@@ -192,7 +213,6 @@ function showChatFeature(entry) {
 
 // ---------------------------------------------------------------- system status
 const statusRows = $("#status-rows");
-const healthPill = $("#health");
 let previousFeatures = null;
 
 function renderStatus(data) {
@@ -263,12 +283,17 @@ setInterval(() => {
 }, STATUS_POLL_MS);
 
 // ---------------------------------------------------------------- threat feed
+// The socket brings the newest items of every source; a filter asks the server
+// (GET /api/threats?source=&severity=) so it covers every stored item, not just those loaded.
 const threatsPanel = $("#threats-panel");
 const threatRows = $("#threats-rows");
 const sourceFilter = $("#filter-source");
 const severityFilter = $("#filter-severity");
-let threatItems = [];
-let threatTotal = 0;
+const SEVERITIES = ["critical", "high", "medium", "low", "info"];
+const threatBreaker = new ClientBreaker({ failureThreshold: 3, openMs: 15000 });
+let latest = { items: [], count: 0 }; // the last threats_update
+let filtered = null; // the last filtered answer, while a filter is chosen
+let filterRequest = 0;
 
 function threatField(item, ...names) {
   for (const name of names) if (item[name] !== undefined && item[name] !== null && item[name] !== "") return item[name];
@@ -281,49 +306,80 @@ function severityOf(item) {
 
 function fillSelect(select, values, allLabel) {
   const current = select.value;
-  replaceChildren(select, el("option", { value: "", text: allLabel }), values.map((v) => el("option", { value: v, text: v })));
-  select.value = values.includes(current) ? current : "";
+  const all = current && !values.includes(current) ? [...values, current] : values;
+  replaceChildren(select, el("option", { value: "", text: allLabel }), all.map((v) => el("option", { value: v, text: v })));
+  select.value = current;
+}
+
+function threatRow(item) {
+  const id = String(threatField(item, "id", "cve_id", "cve"));
+  const refs = Array.isArray(item.references) ? item.references : [];
+  const candidates = [item.url, item.link, ...refs.map((r) => (typeof r === "string" ? r : r && r.url))];
+  const link = candidates.map(safeUrl).find(Boolean);
+  const date = threatField(item, "added", "published", "date_added", "dateAdded", "date", "modified", "updated");
+  const sev = severityOf(item);
+  return el(
+    "tr",
+    { dataset: { source: String(item.source ?? ""), severity: sev } },
+    el("td", { class: "mono" }, link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: id }) : id),
+    el("td", { class: "threat-title", text: String(threatField(item, "title", "name", "description")) }),
+    el("td", {}, el("span", { class: `badge sev sev-${sev.replace(/[^a-z]/g, "")}`, text: sev })),
+    el("td", { text: String(item.source ?? "") }),
+    el("td", { class: "nowrap", text: date ? String(date).slice(0, 10) : "" }),
+  );
 }
 
 function renderThreats() {
-  const source = sourceFilter.value;
-  const severity = severityFilter.value;
-  const shown = threatItems.filter(
-    (item) => (!source || String(item.source) === source) && (!severity || severityOf(item) === severity),
-  );
-  const rows = shown.slice(0, MAX_THREAT_ROWS).map((item) => {
-    const id = String(threatField(item, "id", "cve_id", "cve"));
-    const refs = Array.isArray(item.references) ? item.references : [];
-    const candidates = [item.url, item.link, ...refs.map((r) => (typeof r === "string" ? r : r && r.url))];
-    const link = candidates.map(safeUrl).find(Boolean);
-    const date = threatField(item, "added", "published", "date_added", "dateAdded", "date", "modified", "updated");
-    const sev = severityOf(item);
-    return el(
-      "tr",
-      {},
-      el("td", { class: "mono" }, link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: id }) : id),
-      el("td", { class: "threat-title", text: String(threatField(item, "title", "name", "description")) }),
-      el("td", {}, el("span", { class: `badge sev sev-${sev.replace(/[^a-z]/g, "")}`, text: sev })),
-      el("td", { text: String(item.source ?? "") }),
-      el("td", { class: "nowrap", text: date ? String(date).slice(0, 10) : "" }),
-    );
-  });
+  const view = filtered || latest;
+  const items = view.items.slice(0, MAX_THREAT_ROWS);
+  const total = Math.max(Number(view.count) || 0, view.items.length);
+  const rows = items.map(threatRow);
   if (!rows.length) {
-    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text: threatItems.length ? "No items match the filters." : "No threat data yet." })));
-  } else if (shown.length > MAX_THREAT_ROWS) {
-    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text: `Showing the first ${MAX_THREAT_ROWS} of ${shown.length}; narrow them with the filters.` })));
+    const text = filtered ? "No items match the filters." : "No threat data yet.";
+    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text })));
+  } else if (total > items.length) {
+    rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", text: `Showing the newest ${items.length} of ${total}; narrow them with the filters.` })));
   }
   replaceChildren(threatRows, rows);
   const count = $("#threats-count");
-  const total = Math.max(threatTotal, threatItems.length);
-  if (shown.length !== threatItems.length) count.textContent = `${shown.length} of ${threatItems.length} loaded`;
-  else if (total > threatItems.length) count.textContent = `${total} items · newest ${threatItems.length} loaded`;
-  else count.textContent = `${total} item${total === 1 ? "" : "s"}`;
+  count.textContent = filtered ? `${total} matching` : `${total} item${total === 1 ? "" : "s"}`;
   count.dataset.count = String(total);
 }
 
-sourceFilter.addEventListener("change", renderThreats);
-severityFilter.addEventListener("change", renderThreats);
+async function applyThreatFilters() {
+  const source = sourceFilter.value;
+  const severity = severityFilter.value;
+  const ticket = ++filterRequest;
+  if (!source && !severity) {
+    filtered = null;
+    renderThreats();
+    return;
+  }
+  const query = new URLSearchParams({ limit: String(MAX_THREAT_ROWS) });
+  if (source) query.set("source", source);
+  if (severity) query.set("severity", severity);
+  threatsPanel.setAttribute("aria-busy", "true");
+  try {
+    const answer = await threatBreaker.call(() => requestJson(`/api/threats?${query}`));
+    if (ticket !== filterRequest) return; // a newer choice is already on its way
+    filtered = { items: Array.isArray(answer.items) ? answer.items : [], count: answer.count ?? 0 };
+    showNotice($("#threats-message"), "");
+  } catch (error) {
+    if (ticket !== filterRequest) return;
+    // Filter what is loaded rather than show nothing; say so.
+    const items = latest.items.filter(
+      (item) => (!source || String(item.source) === source) && (!severity || severityOf(item) === severity),
+    );
+    filtered = { items, count: items.length };
+    showNotice($("#threats-message"), `Filtering only the loaded items: ${error.message}`, "warning");
+  } finally {
+    if (ticket === filterRequest) threatsPanel.setAttribute("aria-busy", "false");
+  }
+  renderThreats();
+}
+
+sourceFilter.addEventListener("change", applyThreatFilters);
+severityFilter.addEventListener("change", applyThreatFilters);
 $("#threats-refresh").addEventListener("click", () => socket.send("request_threats"));
 
 function showNotice(node, text, kind = "info") {
@@ -337,10 +393,23 @@ function showNotice(node, text, kind = "info") {
   node.textContent = text;
 }
 
+function renderThreatSources(sources) {
+  const entries = Object.entries(sources && typeof sources === "object" ? sources : {});
+  replaceChildren(
+    $("#threats-sources"),
+    entries.length ? el("span", { class: "muted small", text: "Sources: " }) : null,
+    entries.map(([name, info]) => {
+      const status = String((info && info.status) || "live").toLowerCase();
+      const age = info && info.age_seconds !== null && info.age_seconds !== undefined && status !== "live" ? ` · ${formatAge(info.age_seconds)}` : "";
+      return el("span", { class: `badge badge-${status}`, dataset: { source: name, status }, text: `${name} ${status}${age}` });
+    }),
+  );
+}
+
 socket.on("threats_loading", () => {
   threatsPanel.setAttribute("aria-busy", "true");
   threatsPanel.classList.add("loading");
-  if (!threatItems.length) {
+  if (!latest.items.length) {
     replaceChildren(threatRows, el("tr", { class: "loading-row" }, el("td", { colspan: 5, text: "Loading threat intelligence…" })));
   }
   showNotice($("#threats-message"), "Loading threat intelligence…");
@@ -348,27 +417,28 @@ socket.on("threats_loading", () => {
 socket.on("threats_update", (data) => {
   threatsPanel.setAttribute("aria-busy", "false");
   threatsPanel.classList.remove("loading");
-  threatItems = Array.isArray(data.items) ? data.items : [];
-  threatTotal = Number(data.count ?? threatItems.length) || 0;
-  const sources = [...new Set(threatItems.map((i) => String(i.source ?? "")).filter(Boolean))].sort();
-  const order = ["critical", "high", "medium", "low", "info", "unknown"];
-  const severities = [...new Set(threatItems.map(severityOf))].sort(
-    (a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99) || a.localeCompare(b),
-  );
-  fillSelect(sourceFilter, sources, "All sources");
-  fillSelect(severityFilter, severities, "All severities");
+  latest = { items: Array.isArray(data.items) ? data.items : [], count: data.count ?? 0 };
+  const sourceNames = new Set([
+    ...Object.keys(data.sources && typeof data.sources === "object" ? data.sources : {}),
+    ...latest.items.map((i) => String(i.source ?? "")).filter(Boolean),
+  ]);
+  fillSelect(sourceFilter, [...sourceNames].sort(), "All sources");
+  const extra = [...new Set(latest.items.map(severityOf))].filter((s) => !SEVERITIES.includes(s) && s !== "unknown");
+  fillSelect(severityFilter, [...SEVERITIES, ...extra], "All severities");
+  renderThreatSources(data.sources);
   const stale = $("#threats-stale");
   if (data.stale) {
     stale.hidden = false;
-    stale.textContent = data.age_seconds !== undefined ? `stale · ${formatAge(data.age_seconds)}` : "stale";
-    stale.title = "The source failed; this is the last good data.";
+    stale.textContent = data.age_seconds !== undefined && data.age_seconds !== null ? `stale · ${formatAge(data.age_seconds)}` : "stale";
+    stale.title = "A source failed; this is its last good data.";
   } else {
     stale.hidden = true;
   }
   const problem = data.success === false ? String(data.error?.message ?? data.error ?? data.message ?? "The threat sources could not be reached.") : "";
   const suggestion = data.suggestion ? ` ${data.suggestion}` : "";
   showNotice($("#threats-message"), problem ? problem + suggestion : "", "warning");
-  renderThreats();
+  if (sourceFilter.value || severityFilter.value) applyThreatFilters();
+  else renderThreats();
 });
 socket.on("threats_error", (data) => {
   threatsPanel.setAttribute("aria-busy", "false");

@@ -3,6 +3,9 @@ import { $, el, svg, replaceChildren, formatDuration, formatTime } from "./dom.j
 import { requestJson, ClientBreaker } from "./api.js";
 
 const REFRESH_MS = 30000;
+// Like Statuspage, phones get the last 30 days so that each bar stays wide enough to read.
+const narrow = window.matchMedia("(max-width: 600px)");
+let lastSummary = null;
 const breaker = new ClientBreaker({ failureThreshold: 2, openMs: 60000 });
 
 const STATUS_LABELS = {
@@ -26,8 +29,13 @@ function dayTitle(day) {
   return parts.join(" · ");
 }
 
-function uptimeBars(component) {
+function shownDays(component) {
   const days = component.days || [];
+  return narrow.matches ? days.slice(-30) : days;
+}
+
+function uptimeBars(component) {
+  const days = shownDays(component);
   const gap = 2;
   const barWidth = 6;
   const width = days.length * (barWidth + gap) - gap;
@@ -37,7 +45,7 @@ function uptimeBars(component) {
     viewBox: `0 0 ${Math.max(width, 1)} 34`,
     preserveAspectRatio: "none",
     role: "img",
-    "aria-label": `${component.name}: ${days.length} days of uptime, ${component.uptime_percent}% overall, ${bad} day${bad === 1 ? "" : "s"} with problems`,
+    "aria-label": `${component.name}: last ${days.length} days, ${component.uptime_percent}% uptime over ${(component.days || []).length} days, ${bad} day${bad === 1 ? "" : "s"} with problems`,
   });
   days.forEach((day, i) => {
     const rect = svg("rect", {
@@ -56,7 +64,7 @@ function uptimeBars(component) {
 }
 
 function renderComponents(summary) {
-  const windowDays = summary.window_days || 90;
+  const windowDays = narrow.matches ? Math.min(30, summary.window_days || 90) : summary.window_days || 90;
   replaceChildren(
     $("#components"),
     (summary.components || []).map((c) =>
@@ -75,7 +83,7 @@ function renderComponents(summary) {
           { class: "bars-legend" },
           el("span", { text: `${windowDays} days ago` }),
           el("span", { class: "line", "aria-hidden": "true" }),
-          el("span", { text: `${c.uptime_percent}% uptime` }),
+          el("span", { class: "uptime", text: narrow.matches ? `${c.uptime_percent}% (90 d)` : `${c.uptime_percent}% uptime` }),
           el("span", { class: "line", "aria-hidden": "true" }),
           el("span", { text: "Today" }),
         ),
@@ -123,9 +131,12 @@ async function refresh() {
     overall.className = `overall indicator-${summary.status.indicator}`;
     overall.dataset.indicator = summary.status.indicator;
     overall.textContent = summary.status.description;
+    lastSummary = summary;
     renderComponents(summary);
     renderIncidents(summary);
-    $("#status-error").hidden = true;
+    const box = $("#status-error");
+    box.hidden = summary.history_available !== false;
+    box.textContent = "The incident history is unavailable right now; showing the current status only.";
     $("#updated").textContent = `Updated ${formatTime(summary.page?.updated_at || Date.now(), true)} · refreshes every 30 seconds`;
   } catch (error) {
     const box = $("#status-error");
@@ -134,5 +145,8 @@ async function refresh() {
   }
 }
 
+narrow.addEventListener("change", () => {
+  if (lastSummary) renderComponents(lastSummary);
+});
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,111 @@
+"""Import progress on the socket, end to end: a real uvicorn on 127.0.0.1, a real WebSocket
+client, uploads over real HTTP with ``wait=false``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from jupiter.service.app import create_app
+from support.jupiter_app import fast_settings
+from support.server import ServerThread
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    with ServerThread(create_app(fast_settings(tmp_path))) as running:
+        yield running
+
+
+async def scan_events(ws: Any, job_id: str, until: set[str]) -> list[dict[str, Any]]:
+    """Socket events of one import job, up to and including the first of ``until``."""
+    events = []
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+        data = message.get("data") or {}
+        if message["event"].startswith("scan_") and data.get("job_id") == job_id:
+            events.append(message)
+            if message["event"] in until:
+                return events
+
+
+def big_trivy(builders: dict[str, Any], count: int) -> bytes:
+    vulns = [
+        builders["trivy_vulnerability"](f"CVE-2024-{10000 + n}", f"package-{n}", "1.0", "1.1")
+        for n in range(count)
+    ]
+    report = builders["trivy_report"](
+        [
+            {
+                "Target": "img (debian 12)",
+                "Class": "os-pkgs",
+                "Type": "debian",
+                "Vulnerabilities": vulns,
+            }
+        ]
+    )
+    return json.dumps(report).encode()
+
+
+async def test_progress_then_complete_reach_the_socket(
+    server: ServerThread, builders: dict[str, Any]
+) -> None:
+    """scan_progress percentages rise to 100, then scan_complete carries the summary counts."""
+    body = big_trivy(builders, 1500)
+    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+        accepted = await http.post(
+            server.url + "/api/scans?wait=false", files={"file": ("trivy.json", body)}
+        )
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["job_id"]
+        events = await scan_events(ws, job_id, {"scan_complete", "scan_error"})
+        job = (await http.get(server.url + accepted.json()["job_url"])).json()
+    names = [event["event"] for event in events]
+    assert names[-1] == "scan_complete"
+    assert set(names[:-1]) == {"scan_progress"}
+    percents = [event["data"]["percent"] for event in events[:-1]]
+    assert percents == sorted(percents)
+    assert percents[0] == 0
+    assert percents[-1] == 100
+    assert len(percents) > 5
+    assert all(event["data"]["total_bytes"] == len(body) for event in events[:-1])
+    complete = events[-1]["data"]
+    assert complete["findings"] == complete["new"] == 1500
+    assert complete["by_severity"]["high"] == 1500
+    assert complete["source_name"] == "trivy.json"
+    assert job["status"] == "complete"
+    assert job["result"]["scan_id"] == complete["scan_id"]
+
+
+async def test_bad_file_in_background_gets_scan_error_with_chat_error_fields(
+    server: ServerThread, builders: dict[str, Any]
+) -> None:
+    """A file that breaks half-way: scan_error has chat_error's fields and the JSON path."""
+    document = json.loads(big_trivy(builders, 300))
+    document["Results"][0]["Vulnerabilities"][250]["Severity"] = 5
+    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+        accepted = await http.post(
+            server.url + "/api/scans?wait=false", content=json.dumps(document).encode()
+        )
+        assert accepted.status_code == 202
+        job_id = accepted.json()["job_id"]
+        events = await scan_events(ws, job_id, {"scan_complete", "scan_error"})
+        listing = (await http.get(server.url + "/api/scans")).json()
+        job = (await http.get(server.url + f"/api/scans/jobs/{job_id}")).json()
+    error = events[-1]
+    assert error["event"] == "scan_error"
+    data = error["data"]
+    assert {"type", "message", "recoverable", "suggestion", "timestamp"} <= set(data)
+    assert data["type"] == "malformed_scan"
+    assert data["recoverable"] is False
+    assert data["location"] == {"json_path": "$.Results[0].Vulnerabilities[250].Severity"}
+    assert listing["total"] == 0
+    assert job["status"] == "error"
+    assert job["error"]["location"] == data["location"]

@@ -1,0 +1,97 @@
+"""`jupiter serve` in a subprocess, killed with SIGKILL and restarted: nothing recorded is lost."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from jupiter.storage import Database
+from jupiter.storage.models import ErrorRecord, StateChange
+from support.server import ServerProcess, free_port
+
+
+def wait_for_rows(database: Database, errors: int, changes: int, timeout: float = 15.0) -> None:
+    """Poll the database until the background writer has committed the expected rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.session_factory() as session:
+            have_errors = session.scalar(select(func.count()).select_from(ErrorRecord))
+            have_changes = session.scalar(select(func.count()).select_from(StateChange))
+        if have_errors >= errors and have_changes >= changes:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"rows not written: {have_errors} errors, {have_changes} changes")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """SQLite in the data dir, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'jupiter.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"jupiter_restart_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_kill_9_and_restart_keeps_recent_errors_and_history(tmp_path, database_url):
+    """Errors and breaker history recorded before a SIGKILL are served after the restart."""
+    dead_llm = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: every chat call fails
+    server = ServerProcess(
+        tmp_path / "data",
+        env={
+            "JUPITER_DATABASE_URL": database_url,
+            "JUPITER_LLM_PROVIDER": "openai",
+            "JUPITER_LLM_BASE_URL": dead_llm,
+            "JUPITER_LLM_API_KEY": "sk-restart-test-key-0123456789",
+            "JUPITER_RETRY_INITIAL_DELAY_SECONDS": "0",
+            "JUPITER_RETRY_MAX_DELAY_SECONDS": "0",
+            "JUPITER_STORAGE_FLUSH_INTERVAL_SECONDS": "0.1",
+            "JUPITER_BREAKER_FAILURE_THRESHOLD": "20",
+        },
+    )
+    server.start()
+    try:
+        output = server.output()
+        assert f"Jupiter is running at {server.url}/" in output
+        token = server.admin_token
+        assert f"Admin token:   {token}" in output
+        admin = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for question in ("first question", "second question"):
+                reply = client.post("/api/chat", json={"message": question}).json()
+                assert reply["is_error"] is True
+                assert reply["error"]["type"] == "connection_error"
+            assert client.post("/api/breakers/pulse/force-open", headers=admin).status_code == 200
+            before = client.get("/api/recent-errors", params={"limit": 100}).json()["errors"]
+        assert len(before) == 2
+        database = Database(database_url)
+        wait_for_rows(database, errors=2, changes=1)
+        database.dispose()
+        server.kill()  # SIGKILL: no shutdown hook, no final flush
+        server.start()  # same data dir, same port
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            after = client.get("/api/recent-errors", params={"limit": 100}).json()["errors"]
+            history = client.get("/api/history", headers=admin).json()["changes"]
+            stats = client.get("/api/error-stats").json()
+        assert [(e["type"], e["message"]) for e in after] == [
+            (e["type"], e["message"]) for e in before
+        ]
+        assert stats["errors_by_type"] == {"chat_failure": 2}
+        assert ("community_pulse", "open") in [(c["component"], c["new_state"]) for c in history]
+        assert "sk-restart-test-key" not in server.output()
+    finally:
+        server.stop()
