@@ -141,6 +141,29 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_kev_fingerprint(service: Any) -> str | None:
+    from jupiter.service.knowledge_sync import kev_fingerprint
+
+    reader = getattr(service, "kev_entries", None)
+    return kev_fingerprint(reader()) if reader is not None else None
+
+
+def _refresh_findings_kev(service: Any, database: Any, before: str | None) -> Any:
+    """Re-apply KEV to stored scan findings when the sync changed the stored catalog."""
+    from jupiter.service.knowledge_sync import catalog_changed
+
+    after = _stored_kev_fingerprint(service)
+    if after is None or not catalog_changed(before, after):
+        return None
+    try:
+        from jupiter.scans import FindingEnricher, ScanImporter
+    except ImportError:  # the scans area is not installed: no findings to refresh
+        return None
+    many = service.lookup_kev_many
+    enricher = FindingEnricher(lambda cve: many([cve]).get(cve.upper()), kev_lookup_many=many)
+    return ScanImporter(database.session_factory, enricher=enricher).refresh_kev()
+
+
 def cmd_feeds_sync(args: argparse.Namespace) -> int:
     from jupiter.intel import ThreatIntelService
     from jupiter.resilience import CircuitBreaker, ErrorAggregator
@@ -165,7 +188,13 @@ def cmd_feeds_sync(args: argparse.Namespace) -> int:
         settings, database.session_factory, **{k: v for k, v in offered.items() if k in params}
     )
     try:
+        before = _stored_kev_fingerprint(service)
         result = asyncio.run(service.sync_feeds())
+        # A running server re-reads the stored KEV at its next sync or start; the findings
+        # enriched at import time are brought up to date here, once, if the catalog changed.
+        refreshed = _refresh_findings_kev(service, database, before)
+        if refreshed is not None and isinstance(result, dict):
+            result["findings_kev"] = refreshed
     except Exception as exc:
         from jupiter.resilience import handle_api_error
 

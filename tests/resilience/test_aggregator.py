@@ -641,3 +641,26 @@ def test_a_str_subclass_context_value_is_stored_as_a_plain_str():
     for record in aggregator.get_recent_errors():
         assert type(record["context"]["color"]) is str
         assert record["context"]["color"] == "a-colour-never-recorded-before"
+
+
+def test_repeated_contexts_are_kept_as_they_were_when_recorded():
+    """A context recorded again, changed in between, or holding a secret, is stored right."""
+    aggregator = ErrorAggregator(clock=aligned_clock())
+    context = {"endpoint": "/api/chat", "model": "grok"}
+    aggregator.record_error("a", "m", context)
+    context["endpoint"] = "/api/pulse"
+    aggregator.record_error("a", "m", context)
+    aggregator.record_error("a", "m", {"endpoint": "/api/chat", "model": "grok"})
+    for _ in range(2):
+        aggregator.record_error("a", "m", {"endpoint": "/x", "api_key": "sk-live-abcdefghijklmnop"})
+    contexts = [record["context"] for record in aggregator.get_recent_errors()]
+    assert contexts == [
+        {"endpoint": "/x", "api_key": REDACTED},
+        {"endpoint": "/x", "api_key": REDACTED},
+        {"endpoint": "/api/chat", "model": "grok"},
+        {"endpoint": "/api/pulse", "model": "grok"},
+        {"endpoint": "/api/chat", "model": "grok"},
+    ]
+    contexts[2]["endpoint"] = "changed by a reader"
+    assert aggregator.get_recent_errors()[2]["context"]["endpoint"] == "/api/chat"
+    assert aggregator.get_recent_errors()[4]["context"]["endpoint"] == "/api/chat"

@@ -337,3 +337,20 @@ async def test_storage_failures_open_the_scan_breaker_but_not_for_bad_input(
         assert features["scan_processing"]["circuit_breaker"] == "open"
         assert features["grok_chat"]["circuit_breaker"] == "closed"
         assert list((tmp_path / "uploads").iterdir()) == []  # spooled files are cleaned up
+
+
+async def test_refresh_kev_after_a_feed_sync_marks_older_findings(
+    tmp_path: Path, kev_snapshot: Path, builders: dict[str, Any]
+) -> None:
+    """Findings imported before KEV was synced become critical-exploited on refresh (admin)."""
+    settings = fast_settings(tmp_path, intel_file=kev_snapshot)
+    async with running_app(settings) as (app, http):
+        body = trivy(builders, "CVE-2021-44228", "CVE-2024-3094")
+        assert (await http.post("/api/scans", content=body)).json()["kev_exploited"] == 0
+        await app.state.dashboard.service("intel").sync_feeds(sources=["file"])
+        assert (await http.post("/api/findings/refresh-kev")).status_code == 401
+        refreshed = await http.post("/api/findings/refresh-kev", headers=ADMIN)
+        assert refreshed.json() == {"checked": 2, "changed": 1}
+        exploited = (await http.get("/api/findings", params={"kev": True})).json()["items"]
+    assert [item["rule_id"] for item in exploited] == ["CVE-2021-44228"]
+    assert exploited[0]["kev"][0]["ransomware"] is True

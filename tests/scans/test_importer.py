@@ -258,3 +258,29 @@ def test_memory_stays_bounded_while_importing(
     large_peak, large_size = peak_for(1500, "large")
     assert large_size > 4 * small_size
     assert large_peak < small_peak * 1.5, (small_peak, large_peak)
+
+
+def test_refresh_kev_marks_findings_whose_cves_were_added_later(
+    tmp_path: Path, builders: dict[str, Any], session_factory: Any, kev_catalog: Any
+) -> None:
+    """Imported before KEV knew them, findings become critical-exploited on refresh_kev."""
+    from jupiter.scans import FindingEnricher
+
+    known: set[str] = set()
+    enricher = FindingEnricher(lambda cve: kev_catalog(cve) if cve in known else None)
+    importer = ScanImporter(session_factory, enricher=enricher, batch_size=2)
+    packages = [("CVE-2021-44228", "log4j"), ("CVE-2024-3094", "xz"), ("CVE-2014-0160", "ssl")]
+    importer.import_file(
+        builders["write_json"](tmp_path / "t.json", trivy_with(builders, packages))
+    )
+    assert importer.refresh_kev() == {"checked": 3, "changed": 0}
+    known.update({"CVE-2021-44228", "CVE-2014-0160"})  # the catalog gained two entries
+    assert importer.refresh_kev() == {"checked": 3, "changed": 2}
+    with session_factory() as session:
+        priorities = {f.rule_id: f.priority for f in session.scalars(select(FindingRecord))}
+    assert priorities == {
+        "CVE-2021-44228": "critical-exploited",
+        "CVE-2024-3094": "high",
+        "CVE-2014-0160": "critical-exploited",
+    }
+    assert importer.refresh_kev() == {"checked": 3, "changed": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def clock() -> FakeClock:
     """A fake clock for breakers, retries and rate limits."""
-    return FakeClock(wall_start=__import__("time").time())
+    return FakeClock(wall_start=time.time())
 
 
 @pytest.fixture

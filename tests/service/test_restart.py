@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from urllib.parse import quote
@@ -95,3 +96,24 @@ def test_kill_9_and_restart_keeps_recent_errors_and_history(tmp_path, database_u
         assert "sk-restart-test-key" not in server.output()
     finally:
         server.stop()
+
+
+def test_serve_with_json_logs_puts_the_request_id_on_every_line(tmp_path):
+    """JUPITER_LOG_FORMAT=json: uvicorn's and Jupiter's lines are JSON with a request_id."""
+    server = ServerProcess(
+        tmp_path / "data",
+        env={
+            "JUPITER_LOG_FORMAT": "json",
+            "JUPITER_LOG_LEVEL": "INFO",
+            "JUPITER_LLM_PROVIDER": "offline",
+        },
+    )
+    with server:
+        httpx.get(server.url + "/api/status", headers={"X-Request-ID": "cli-json-1"}, timeout=10)
+        token = server.admin_token
+    records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    assert records
+    assert all("request_id" in r and "level" in r for r in records)
+    assert any(r["request_id"] == "cli-json-1" and r.get("marker") == "📡" for r in records)
+    assert any(r["logger"].startswith("uvicorn") for r in records)
+    assert token not in "\n".join(json.dumps(r) for r in records)

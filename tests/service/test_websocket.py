@@ -192,3 +192,18 @@ async def test_many_sockets_chatting_at_once_each_get_their_own_answers(server):
 
     replies = await asyncio.gather(*(one(i) for i in range(15)))
     assert sorted(r["data"]["reply_to"] for r in replies) == list(range(15))
+
+
+async def test_publish_from_any_thread_reaches_every_socket(server):
+    """Components (e.g. scans) push events with dashboard.publish from worker threads."""
+    dashboard = server.app.state.dashboard
+    async with (
+        websockets.connect(server.ws_url + "/ws") as a,
+        websockets.connect(server.ws_url + "/ws") as b,
+    ):
+        await recv_event(a, "status_update")
+        await recv_event(b, "status_update")
+        await asyncio.to_thread(dashboard.publish, "scan_progress", {"percent": 40})
+        for ws in (a, b):
+            event = await recv_event(ws, "scan_progress")
+            assert event["data"] == {"percent": 40}

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from jupiter.storage import Database
+from support.openai_upstream import openai_upstream  # noqa: F401 - re-exported fixture
 
 
 def postgres_schema_url(base_url: str, schema: str) -> str:

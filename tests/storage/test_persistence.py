@@ -48,3 +48,30 @@ async def test_chat_conversations_are_stored(database_url, tmp_path):
     assert [m["role"] for m in stored] == ["user", "assistant"]
     assert stored[0]["content"] == "What is CWE-79?"
     assert "CWE-79" in stored[1]["content"]
+
+
+async def test_a_rest_conversation_continues_after_a_restart(
+    database_url, tmp_path, openai_upstream
+):
+    """The history of a conversation id is reloaded from the database after a restart."""
+    settings = fast_settings(
+        tmp_path,
+        database_url=database_url,
+        llm_provider="openai",
+        llm_base_url=openai_upstream.base_url,
+        llm_api_key="sk-test-0123456789abcdef",
+    )
+    openai_upstream.set_reply("noted")
+    async with running_app(settings) as (_, client):
+        first = await client.post("/api/chat", json={"message": "My app uses Postgres."})
+        conversation = first.json()["conversation_id"]
+    async with running_app(settings) as (_, client):
+        await client.post(
+            "/api/chat", json={"message": "Which CWE matters?", "conversation_id": conversation}
+        )
+    sent = openai_upstream.completion_requests[-1].messages
+    assert [m["content"] for m in sent[1:]] == [
+        "My app uses Postgres.",
+        "noted",
+        "Which CWE matters?",
+    ]

@@ -331,3 +331,96 @@ def test_public_summary_carries_no_reason_or_context(clock: FakeClock) -> None:
     assert "sk-live" not in text
     assert "/home/op" not in text
     assert len(summary["incidents"]) == 2
+
+
+def forced(component: str, state: str, at: float) -> StateChange:
+    """A breaker change an admin made (force-open or reset)."""
+    return StateChange(component, "breaker", state, at, by_operator=True)
+
+
+def test_admin_forced_open_breaker_is_maintenance_not_an_outage(clock: FakeClock) -> None:
+    """A breaker an admin forced open for an hour is a maintenance incident with uptime kept."""
+    start = NOON - 3 * HOUR
+    records = [forced("threat_intelligence", "open", start),
+               forced("threat_intelligence", "closed", start + HOUR)]  # fmt: skip
+    summary = build_status_summary(records, None, clock.wall(), tracking_since=NOON - 6 * HOUR)
+    (incident,) = summary["incidents"]
+    assert incident["kind"] == "breaker_open"
+    assert incident["impact"] == "under_maintenance"
+    assert incident["title"] == "Threat intelligence under maintenance"
+    assert [u["status"] for u in incident["updates"]] == ["resolved", "maintenance"]
+    today = component(summary, "intel")["days"][-1]
+    assert today["status"] == "under_maintenance"
+    assert today["maintenance_seconds"] == 3600
+    assert today["outage_seconds"] == 0
+    assert today["uptime_percent"] == 100.0
+
+
+def test_breaker_that_tripped_while_forced_history_is_automatic_stays_an_outage(
+    clock: FakeClock,
+) -> None:
+    """An automatic open after an admin's earlier force-open and reset is an outage again."""
+    t = NOON - 4 * HOUR
+    records = [
+        forced("grok_chat", "open", t),
+        forced("grok_chat", "closed", t + 600),
+        breaker("grok_chat", "open", t + 1200),
+        breaker("grok_chat", "closed", t + 1500),
+    ]
+    segments = timeline(records, NOON - 6 * HOUR, NOON)
+    assert [(s.status, s.end - s.start) for s in segments] == [
+        (ComponentStatus.OPERATIONAL, 2 * HOUR),
+        (ComponentStatus.UNDER_MAINTENANCE, 600),
+        (ComponentStatus.OPERATIONAL, 600),
+        (ComponentStatus.MAJOR_OUTAGE, 300),
+        (ComponentStatus.OPERATIONAL, 4 * HOUR - 1500),
+    ]
+    impacts = [i.impact for i in incidents_from_history(records)]
+    assert impacts == [ComponentStatus.UNDER_MAINTENANCE, ComponentStatus.MAJOR_OUTAGE]
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        ([forced("grok_chat", "open", NOON - 60)], ComponentStatus.UNDER_MAINTENANCE),
+        ([breaker("grok_chat", "open", NOON - 60)], ComponentStatus.MAJOR_OUTAGE),
+        ([], ComponentStatus.MAJOR_OUTAGE),
+    ],
+    ids=["forced-by-admin", "tripped", "no-history"],
+)
+def test_live_open_breaker_status_depends_on_who_opened_it(
+    history: list[StateChange], expected: ComponentStatus
+) -> None:
+    """A live open breaker is maintenance only when its last change was an admin's force-open."""
+    live = {"enabled": True, "circuit_breaker": "open", "failures": 0}
+    assert current_status(live, history) is expected
+
+
+@pytest.mark.parametrize(
+    ("row", "by_operator"),
+    [
+        # The stored actor decides, whatever the reason text says.
+        ({"kind": "feature", "new_state": "disabled", "actor": "system",
+          "reason": "disabled by an admin"}, False),
+        ({"kind": "feature", "new_state": "disabled", "actor": "auto",
+          "reason": "disabled by an admin"}, False),
+        ({"kind": "feature", "new_state": "disabled", "actor": "admin",
+          "reason": "initialisation failed: planned"}, True),
+        ({"kind": "breaker", "new_state": "open", "actor": "admin", "reason": "forced open"}, True),
+        ({"kind": "breaker", "new_state": "open", "actor": "auto",
+          "reason": "3 consecutive failures"}, False),
+        # Rows from before the actor column (NULL) keep the old reading.
+        ({"kind": "feature", "new_state": "disabled", "actor": None,
+          "reason": "initialisation failed: ConnectError"}, False),
+        ({"kind": "feature", "new_state": "disabled", "actor": None,
+          "reason": "feed down"}, True),
+        ({"kind": "breaker", "new_state": "open", "actor": None, "reason": "forced open"}, False),
+    ],
+    ids=["system", "auto", "admin-feature", "admin-breaker", "auto-breaker",
+         "old-failed-start", "old-admin", "old-breaker"],
+)  # fmt: skip
+def test_stored_actor_decides_who_made_a_change(row: dict, by_operator: bool) -> None:
+    """The ``actor`` column wins over the reason heuristic, which only old rows still use."""
+    record = state_change_from_row({"component": "grok_chat", "timestamp": NOON, **row})
+    assert record is not None
+    assert record.by_operator is by_operator

@@ -5,10 +5,8 @@ Every public name lives in a private module and is re-exported here; ``__all__``
 by a test.
 """
 
-from ._clock import Clock, RandomSource, SystemClock
-from ._exceptions import CircuitOpenError, ResilienceError
-
-# --- breaker exports (owned by the breaker work) ---
+from ._aggregator import AggregatorOptions, ErrorAggregator, error_aggregator
+from ._backoff import DecorrelatedJitter, DelayRequest, EqualJitter, FullJitter, NoJitter
 from ._breaker import CircuitBreaker
 from ._breaker_core import CircuitBreakerMetrics
 from ._breaker_options import (
@@ -20,11 +18,15 @@ from ._breaker_options import (
     WindowType,
 )
 from ._breaker_store import BreakerStateRecord, BreakerStateStore, InMemoryBreakerStateStore
-# --- end breaker exports ---
-
-# --- retry / timeout / fallback / errors exports ---
-from ._backoff import DecorrelatedJitter, DelayRequest, EqualJitter, FullJitter, NoJitter
 from ._budget import RetryBudget
+from ._clock import Clock, RandomSource, SystemClock
+from ._degradation import (
+    FeatureChange,
+    FeatureOptions,
+    GracefulDegradation,
+    UnknownFeatureError,
+    graceful_degradation,
+)
 from ._errors import (
     ErrorInfo,
     build_error_response,
@@ -32,8 +34,10 @@ from ._errors import (
     handle_api_error,
     scrub_secrets,
 )
+from ._exceptions import CircuitOpenError, ResilienceError
 from ._fallback import with_fallback
 from ._http import parse_retry_after, retry_after_from_exception, retry_after_from_headers
+from ._redact import is_secret_key, redact, redact_text
 from ._retry import (
     RetryAttempt,
     RetryError,
@@ -43,65 +47,63 @@ from ._retry import (
     retry_with_backoff,
 )
 from ._safe_call import safe_api_call, safe_api_call_async
+from ._store import AggregatorStore, ErrorEntry, InMemoryAggregatorStore
 from ._timeout import (
     TimeoutStats,
     abandoned_call_count,
     running_abandoned_call_count,
     with_timeout,
 )
-# --- end retry exports ---
-
-# --- degradation / aggregator exports ---
-from ._aggregator import AggregatorOptions, ErrorAggregator, error_aggregator
-from ._degradation import (
-    FeatureChange,
-    FeatureOptions,
-    GracefulDegradation,
-    UnknownFeatureError,
-    graceful_degradation,
-)
-from ._redact import is_secret_key, redact, redact_text
-from ._store import AggregatorStore, ErrorEntry, InMemoryAggregatorStore
-# --- end degradation exports ---
 
 __all__ = [
-    "CircuitOpenError",
-    "Clock",
-    "RandomSource",
-    "ResilienceError",
-    "SystemClock",
-    # --- breaker names ---
+    "AggregatorOptions",
+    "AggregatorStore",
     "BreakerStateRecord",
     "BreakerStateStore",
     "CircuitBreaker",
     "CircuitBreakerMetrics",
     "CircuitBreakerOptions",
+    "CircuitOpenError",
     "CircuitState",
-    "ExceptionMatcher",
-    "InMemoryBreakerStateStore",
-    "StateChange",
-    "StateListener",
-    "WindowType",
-    # --- end breaker names ---
-    # --- retry names ---
+    "Clock",
     "DecorrelatedJitter",
     "DelayRequest",
     "EqualJitter",
+    "ErrorAggregator",
+    "ErrorEntry",
     "ErrorInfo",
+    "ExceptionMatcher",
+    "FeatureChange",
+    "FeatureOptions",
     "FullJitter",
+    "GracefulDegradation",
+    "InMemoryAggregatorStore",
+    "InMemoryBreakerStateStore",
     "NoJitter",
+    "RandomSource",
+    "ResilienceError",
     "RetryAttempt",
     "RetryBudget",
     "RetryError",
     "RetryOptions",
     "RetryPolicy",
+    "StateChange",
+    "StateListener",
     "StopReason",
+    "SystemClock",
     "TimeoutStats",
+    "UnknownFeatureError",
+    "WindowType",
     "abandoned_call_count",
     "build_error_response",
     "classify_error",
+    "error_aggregator",
+    "graceful_degradation",
     "handle_api_error",
+    "is_secret_key",
     "parse_retry_after",
+    "redact",
+    "redact_text",
     "retry_after_from_exception",
     "retry_after_from_headers",
     "retry_with_backoff",
@@ -111,21 +113,4 @@ __all__ = [
     "scrub_secrets",
     "with_fallback",
     "with_timeout",
-    # --- end retry names ---
-    # --- degradation names ---
-    "AggregatorOptions",
-    "AggregatorStore",
-    "ErrorAggregator",
-    "ErrorEntry",
-    "FeatureChange",
-    "FeatureOptions",
-    "GracefulDegradation",
-    "InMemoryAggregatorStore",
-    "UnknownFeatureError",
-    "error_aggregator",
-    "graceful_degradation",
-    "is_secret_key",
-    "redact",
-    "redact_text",
-    # --- end degradation names ---
 ]

@@ -36,6 +36,13 @@ DEFAULT_MAX_CONTEXT_ITEMS = 50
 DEFAULT_MAX_CONTEXT_DEPTH = 4
 BUCKET_SECONDS = 60
 
+# Contexts that come out of redaction unchanged (see ErrorAggregator._clean_dict) are kept, up
+# to this many per aggregator, when they have at most _FLAT_CONTEXT_ITEMS string items of at
+# most _FLAT_CONTEXT_LENGTH characters: at most ~0.5 MB, usually a few KB.
+_FLAT_CONTEXTS = 128
+_FLAT_CONTEXT_ITEMS = 8
+_FLAT_CONTEXT_LENGTH = 256
+
 #: Receives every recorded error as ``{"timestamp", "type", "message", "context"}``.
 ErrorListener = Callable[[dict[str, Any]], object]
 
@@ -169,6 +176,10 @@ class ErrorAggregator:
             "Callable[[Mapping[Any, object], int], dict[str, object]]",
             self._context_walker.mapping,
         )
+        # Flat contexts known to need no redaction, by their items, each with the one cleaned
+        # copy that every entry recording that context shares (entries are never mutated:
+        # readers get copies). No secret is ever a key here: those contexts are not kept.
+        self._clean_contexts: dict[tuple[tuple[str, str], ...], dict[str, object]] = {}
         # The system clock's wall() is time.time behind a method call; skip the call.
         self._wall = time.time if type(clock) is SystemClock else clock.wall
         # The default store (this exact class, so no overridden method is skipped) is written
@@ -221,8 +232,13 @@ class ErrorAggregator:
             message = self._clean_message(message)
         clean_context = None
         if context is not None:
-            if type(context) is dict:
-                clean_context = self._clean_mapping(context, self._context_depth)
+            if type(context) is dict and len(context) <= _FLAT_CONTEXT_ITEMS:
+                try:
+                    clean_context = self._clean_contexts.get(tuple(context.items()))
+                except Exception:  # an unhashable (or oddly comparing) value: not a flat context
+                    clean_context = None
+                if clean_context is None:
+                    clean_context = self._clean_dict(context)
             else:
                 clean_context = self._clean_context(context)
         memory = self._memory_store
@@ -292,6 +308,28 @@ class ErrorAggregator:
             # without letting a megabyte message cost a megabyte regex scan.
             return redact_text(message[: limit * 4])[:limit] + "…"
         return redact_text(message)
+
+    def _clean_dict(self, context: dict[Any, Any]) -> dict[str, object]:
+        """Redact and cut a small dict; remember it if it is flat and needed no change."""
+        cleaned = self._clean_mapping(context, self._context_depth)
+        # Types first: comparing arbitrary values (a numpy array, say) could raise.
+        if (
+            all(
+                type(key) is str
+                and type(value) is str
+                and len(key) <= _FLAT_CONTEXT_LENGTH
+                and len(value) <= _FLAT_CONTEXT_LENGTH
+                for key, value in context.items()
+            )
+            and cleaned == context
+        ):
+            # Equal items mean equal strings (only strings compare equal to strings), so any
+            # context that finds this entry would be cleaned to the same dict.
+            known = self._clean_contexts
+            if len(known) >= _FLAT_CONTEXTS:
+                known.clear()
+            known[tuple(context.items())] = cleaned
+        return cleaned
 
     def _clean_context(self, context: object) -> dict[str, object]:
         if type(context) is not dict and not isinstance(context, Mapping):

@@ -51,7 +51,8 @@ _TOO_DEEP = "[...]"
 
 
 # Short strings (error messages, context values) and keys repeat a lot; caching their verdicts
-# keeps the aggregator's hot path cheap. Plain dicts rather than lru_cache: a hit is one
+# keeps the aggregator's hot path cheap. Text that held a secret is not cached, so that no
+# secret lives on as a cache key. Plain dicts rather than lru_cache: a hit is one
 # dict.get, half the cost of an lru_cache call. Only strings of at most _CACHEABLE_LENGTH
 # characters are kept, and a full cache is simply emptied (an atomic operation, so no lock is
 # needed): together well under 1 MB, at the cost of a few misses.
@@ -174,9 +175,10 @@ def _redact_short_text(text: str) -> str:
             # comes out as a plain str whether or not that entry exists yet.
             text = str.__str__(text)
         cleaned = _scrub(text)
-        # Only results that stayed short are kept: so any hit is at most _CACHEABLE_LENGTH
-        # long, which lets callers that cut longer strings skip their length check on a hit.
-        if len(cleaned) <= _CACHEABLE_LENGTH:
+        # Only clean text is kept: no secret is ever held as a cache key, and any hit is the
+        # text itself, at most _CACHEABLE_LENGTH long (which lets callers that cut longer
+        # strings skip their length check on a hit).
+        if cleaned is text:
             if len(_TEXT_CACHE) >= _CACHE_SIZE:
                 _TEXT_CACHE.clear()
             _TEXT_CACHE[text] = cleaned

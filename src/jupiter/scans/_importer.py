@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from jupiter.resilience import Clock, SystemClock
 
 from ._detect import FORMATS, detect_format
-from ._enrich import FindingEnricher
+from ._enrich import CRITICAL_EXPLOITED, FindingEnricher
 from ._errors import UnsupportedFormatError
 from ._finding import ParsedFinding, ScanHeader, Severity
 from ._grype import GrypeParser
@@ -258,6 +258,54 @@ class ScanImporter:
         if on_progress is not None and counter["percent"] < 100:
             on_progress(ImportProgress(source.size, source.size, result.findings))
         return result
+
+    def refresh_kev(self, batch_size: int = 500) -> dict[str, int]:
+        """Re-apply KEV to every stored finding with a CVE (after the KEV catalog changed).
+
+        One transaction, serialised with imports; returns how many findings were checked and
+        how many changed priority or KEV data.
+        """
+        checked = changed = 0
+        lookup = self.enricher.kev_record
+        self.enricher.clear_kev_cache()
+        with self.lock, self._session_factory() as session, session.begin():
+            last_id = 0
+            while True:
+                rows = session.execute(
+                    select(
+                        FindingRecord.id,
+                        FindingRecord.cve_ids,
+                        FindingRecord.severity,
+                        FindingRecord.priority,
+                        FindingRecord.kev,
+                    )
+                    .where(FindingRecord.id > last_id)
+                    .order_by(FindingRecord.id)
+                    .limit(batch_size)
+                ).all()
+                if not rows:
+                    break
+                last_id = rows[-1].id
+                with_cves = [row for row in rows if row.cve_ids]
+                self.enricher.prefetch_kev(cve for row in with_cves for cve in row.cve_ids)
+                updates = []
+                for row in with_cves:
+                    checked += 1
+                    kev = [found for found in map(lookup, row.cve_ids) if found]
+                    priority = CRITICAL_EXPLOITED if kev else row.severity
+                    if priority != row.priority or kev != (row.kev or []):
+                        updates.append(
+                            {
+                                "id": row.id,
+                                "priority": priority,
+                                "kev": kev,
+                                "kev_exploited": bool(kev),
+                            }
+                        )
+                if updates:
+                    session.execute(update(FindingRecord), updates)
+                    changed += len(updates)
+        return {"checked": checked, "changed": changed}
 
     def _store_batch(
         self,

@@ -340,6 +340,13 @@ class ScanService:
         job.task.add_done_callback(lambda task: task.cancelled() or task.exception())
         return job
 
+    async def refresh_kev(self) -> dict[str, int]:
+        """Re-apply the current KEV catalog to stored findings (after a feed sync)."""
+        outcome: dict[str, int] = await anyio.to_thread.run_sync(self.importer.refresh_kev)
+        if outcome["changed"]:
+            self.publish("scan_kev_refreshed", outcome)
+        return outcome
+
     # ----- reads (run off the event loop) -----
     async def _read(self, function: Callable[..., Any], *args: Any) -> Any:
         def run() -> Any:

@@ -22,7 +22,13 @@ returns the component's service object (sync or ``async def``). The dashboard ke
   factory (e.g. one that always fails).
 
 Breaker transitions and feature changes are persisted (``StateChange`` rows, for the status
-page's history) and pushed to every socket as ``status_update``.
+page's history, with who made them: ``admin``, ``auto`` or ``system``, see :data:`ACTORS`) and
+pushed to every socket as ``status_update``.
+
+KEV records the intel component stores reach the offline chat assistant's knowledge base (the
+one :attr:`JupiterDashboard.knowledge_base` names) in the background once intel has started, and
+after every feed sync; a sync that changed the stored catalog also re-enriches stored scan
+findings (see :mod:`jupiter.service.knowledge_sync`).
 """
 
 from __future__ import annotations
@@ -50,11 +56,13 @@ from jupiter.resilience import (
 )
 from jupiter.resilience._clock import SYSTEM_CLOCK
 from jupiter.settings import Settings
-from jupiter.storage import BackgroundWriter, Database, load_recent_errors
+from jupiter.storage import BackgroundWriter, Database, load_conversation, load_recent_errors
 
 from .hub import WebSocketHub
+from .knowledge_sync import KevPropagation, KevPropagator, sync_signature
 
 __all__ = [
+    "ACTORS",
     "ALIASES",
     "CHAT_FALLBACK",
     "COMPONENTS",
@@ -93,6 +101,14 @@ THREATS_FALLBACK: dict[str, Any] = {
 PULSE_FALLBACK: dict[str, Any] = {"items": [], "sources": {}, "trending": []}
 
 Factory = Callable[["ComponentContext"], Any]
+
+#: Who made a state change, as stored with it: an operator through the admin API or CLI
+#: (``admin``), the resilience core reacting to failures or successes (``auto``: a breaker
+#: tripping or closing after trial calls), or the service's own lifecycle (``system``: a
+#: component that failed to start is switched off, and back on when it recovers).
+ACTORS = ("admin", "auto", "system")
+# The breaker core's reasons for the two transitions only an operator can cause.
+_MANUAL_BREAKER_REASONS = frozenset({"reset", "forced open"})
 
 
 class UnknownComponentError(KeyError):
@@ -163,7 +179,8 @@ def build_chat(ctx: ComponentContext) -> Any:
     """The LLM provider the settings choose (offline knowledge base by default)."""
     from jupiter.llm import provider_from_settings
 
-    provider = provider_from_settings(ctx.settings)
+    # The dashboard's knowledge base, so the KEV records it is fed are the ones chat answers from.
+    provider = provider_from_settings(ctx.settings, knowledge_base=ctx.dashboard.knowledge_base)
     if provider.is_offline:
         # Build the offline index in the background so startup stays fast.
         with contextlib.suppress(Exception):
@@ -237,6 +254,7 @@ class JupiterDashboard:
         clock: Clock = SYSTEM_CLOCK,
         factories: Mapping[str, Factory] | None = None,
         hub: WebSocketHub | None = None,
+        knowledge_base: Any = None,
     ) -> None:
         self.settings = settings or Settings()
         self.clock = clock
@@ -268,6 +286,11 @@ class JupiterDashboard:
         self._init_lock = asyncio.Lock()
         self._conversations: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
         self._enable_reasons: dict[str, str] = {}
+        self._change_actors: dict[str, str] = {}
+        self._knowledge_base = knowledge_base
+        self.kev_propagator = KevPropagator(lambda: self.knowledge_base)
+        self._kev_tasks: set[asyncio.Task[Any]] = set()
+        self._threat_sync_signature: tuple[tuple[str, str | None], ...] | None = None
         self.degradation.add_listener(self._on_feature_change)
         for spec in COMPONENTS:
             self._register(spec)
@@ -322,6 +345,16 @@ class JupiterDashboard:
             clock=self.clock,
         )
 
+    @property
+    def knowledge_base(self) -> Any:
+        """The offline chat assistant's knowledge base: the one given, else the process-wide one
+        (``default_knowledge_base()``, which the scans enrichment reads CWE entries from too)."""
+        if self._knowledge_base is None:
+            from jupiter.knowledge import default_knowledge_base
+
+            self._knowledge_base = default_knowledge_base()
+        return self._knowledge_base
+
     def publish(self, event: str, data: dict[str, Any]) -> None:
         """Send an event to every socket, from any thread."""
         self.hub.broadcast_threadsafe(event, data)
@@ -360,7 +393,7 @@ class JupiterDashboard:
     async def stop(self) -> None:
         """Stop background work and flush everything to the database."""
         self.started = False
-        for task in (self._recovery_task, self._sync_task):
+        for task in (self._recovery_task, self._sync_task, *self._kev_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -420,14 +453,17 @@ class JupiterDashboard:
             self.aggregator.record_error(
                 "component_init_failed", reason, {"component": name, "attempts": attempts}
             )
-            self.disable_feature(name, reason)
+            self.disable_feature(name, reason, actor="system")
             log.error("❌ %s failed to start: %s", name, reason)
             return False
         self.services[name] = service
         was_failed = self.init_errors.pop(name, None) is not None
         if was_failed:
-            self.enable_feature(name, reason="recovered: initialised")
+            self.enable_feature(name, reason="recovered: initialised", actor="system")
         log.info("✅ %s initialised", name)
+        if name == "threat_intelligence" and service is not None:
+            # Off the start-up path: reading ~1,500 KEV rows must not delay serving.
+            self.schedule_kev_propagation(refresh_findings=False)
         return True
 
     async def recover_failed(self) -> list[str]:
@@ -457,14 +493,82 @@ class JupiterDashboard:
         interval = self.settings.intel_sync_interval_seconds
         while True:
             await asyncio.sleep(interval)
-            service = self.services.get("threat_intelligence")
-            if service is None or not self.degradation.is_enabled("threat_intelligence"):
+            if self.services.get("threat_intelligence") is None or not (
+                self.degradation.is_enabled("threat_intelligence")
+            ):
                 continue
             try:
-                await service.sync_feeds()
+                await self.sync_feeds()
                 log.info("🔍 periodic feed sync done")
             except Exception as exc:  # the service records its own source errors
                 log.warning("⚠️ periodic feed sync failed: %s", type(exc).__name__)
+
+    # ----- KEV to the knowledge base and to stored findings -----
+    async def sync_feeds(self, **kwargs: Any) -> dict[str, Any]:
+        """Pull the threat sources now, then hand the stored KEV to the knowledge base (and
+        re-enrich findings if the catalog changed). What the periodic task runs.
+
+        Raises ``RuntimeError`` when the intel component is not running.
+        """
+        service = self.services.get("threat_intelligence")
+        if service is None or not self.degradation.is_enabled("threat_intelligence"):
+            raise RuntimeError("threat intelligence is not running")
+        result = await service.sync_feeds(**kwargs)
+        # Whatever the per-source outcome, what is stored now is what chat should know: a failed
+        # source kept its last good data, and an unchanged catalog costs only a digest.
+        await self.propagate_kev(refresh_findings=True)
+        return dict(result) if isinstance(result, Mapping) else {"result": result}
+
+    async def propagate_kev(self, *, refresh_findings: bool = True) -> KevPropagation | None:
+        """Hand the stored KEV records to the knowledge base now; with ``refresh_findings``,
+        re-apply KEV to stored findings when the catalog changed. Never raises: a failure is
+        logged and recorded, and None returned."""
+        intel = self.services.get("threat_intelligence")
+        if intel is None:
+            return None
+        refresh = self._findings_refresher() if refresh_findings else None
+        try:
+            outcome = await self.kev_propagator.propagate(intel, refresh_findings=refresh)
+        except Exception as exc:
+            log.warning("⚠️ could not pass KEV to the knowledge base: %s", type(exc).__name__)
+            self.aggregator.record_error(
+                "kev_propagation_failed",
+                f"passing stored KEV on failed: {type(exc).__name__}",
+                {"component": "threat_intelligence"},
+            )
+            return None
+        if outcome.new_in_knowledge_base or outcome.findings:
+            log.info(
+                "🔍 KEV: %d records, %d new to the knowledge base, findings %s",
+                outcome.entries,
+                outcome.new_in_knowledge_base,
+                dict(outcome.findings) if outcome.findings else "unchanged",
+            )
+        return outcome
+
+    def schedule_kev_propagation(self, *, refresh_findings: bool = True) -> asyncio.Task[Any]:
+        """:meth:`propagate_kev` in a background task (call on the event loop)."""
+        task = asyncio.get_running_loop().create_task(
+            self.propagate_kev(refresh_findings=refresh_findings), name="jupiter-kev-propagation"
+        )
+        self._kev_tasks.add(task)
+        task.add_done_callback(self._kev_tasks.discard)
+        return task
+
+    def _findings_refresher(self) -> Callable[[], Any] | None:
+        """``ScanService.refresh_kev`` when scan processing runs, else None."""
+        scans = self.services.get("scan_processing")
+        refresh = getattr(scans, "refresh_kev", None)
+        if refresh is None or not self.degradation.is_enabled("scan_processing"):
+            return None
+        return refresh
+
+    def _note_threat_sync(self, payload: Mapping[str, Any]) -> None:
+        """``fetch_threats`` syncs sources that are due; pass on what such a sync stored."""
+        signature = sync_signature(payload)
+        if signature and signature != self._threat_sync_signature:
+            self._threat_sync_signature = signature
+            self.schedule_kev_propagation(refresh_findings=True)
 
     # ----- state changes -----
     def _persist_error(self, record: dict[str, Any]) -> None:
@@ -476,17 +580,33 @@ class JupiterDashboard:
         old = getattr(change.old, "value", str(change.old))
         new = getattr(change.new, "value", str(change.new))
         marker = "⚠️" if new != "closed" else "✅"
-        log.info("%s breaker %s: %s -> %s (%s)", marker, change.name, old, new, change.reason)
+        # Listeners may run on whichever thread delivers the breaker's events, so who caused a
+        # transition is read from the change itself: only reset() and force_open() give these.
+        actor = "admin" if change.reason in _MANUAL_BREAKER_REASONS else "auto"
+        log.info(
+            "%s breaker %s: %s -> %s (%s, by %s)",
+            *(marker, change.name, old, new, change.reason, actor),
+        )
         self.writer.record_state_change(
-            "breaker", change.name, new, old_state=old, reason=change.reason, timestamp=change.at
+            "breaker",
+            change.name,
+            new,
+            old_state=old,
+            reason=change.reason,
+            timestamp=change.at,
+            actor=actor,
         )
         self.hub.notify_status_changed()
 
     def _on_feature_change(self, change: Any) -> None:
         state = "enabled" if change.enabled else "disabled"
         reason = change.reason or self._enable_reasons.pop(change.name, None)
+        # Degradation listeners run in the thread that made the change, so the actor that
+        # disable_feature/enable_feature noted just before is this change's.
+        noted = self._change_actors.pop(change.name, None)
+        actor = "auto" if getattr(change, "by", "manual") == "auto" else noted or "admin"
         marker = "✅" if change.enabled else "⚠️"
-        log.info("%s feature %s %s (%s)", marker, change.name, state, reason)
+        log.info("%s feature %s %s (%s, by %s)", marker, change.name, state, reason, actor)
         self.writer.record_state_change(
             "feature",
             change.name,
@@ -494,18 +614,32 @@ class JupiterDashboard:
             old_state="disabled" if change.enabled else "enabled",
             reason=reason,
             timestamp=change.at,
+            actor=actor,
         )
         self.hub.notify_status_changed()
 
-    def disable_feature(self, name: str, reason: str = "disabled by an operator") -> None:
-        self.degradation.disable_feature(self.resolve(name), reason)
-
-    def enable_feature(self, name: str, reason: str | None = None) -> None:
+    def disable_feature(
+        self, name: str, reason: str = "disabled by an operator", *, actor: str = "admin"
+    ) -> None:
+        """Switch a feature off; ``actor`` (see :data:`ACTORS`) is stored with the change."""
         name = self.resolve(name)
+        self._change_actors[name] = _checked_actor(actor)
+        try:
+            self.degradation.disable_feature(name, reason)
+        finally:
+            self._change_actors.pop(name, None)
+
+    def enable_feature(self, name: str, reason: str | None = None, *, actor: str = "admin") -> None:
+        """Switch a feature on; ``actor`` (see :data:`ACTORS`) is stored with the change."""
+        name = self.resolve(name)
+        self._change_actors[name] = _checked_actor(actor)
         if reason:
             self._enable_reasons[name] = reason
-        self.degradation.enable_feature(name)
-        self._enable_reasons.pop(name, None)
+        try:
+            self.degradation.enable_feature(name)
+        finally:
+            self._enable_reasons.pop(name, None)
+            self._change_actors.pop(name, None)
 
     def reset_breaker(self, name: str) -> str:
         """Close a breaker (admin); returns its new state."""
@@ -592,6 +726,26 @@ class JupiterDashboard:
                 self._conversations.popitem(last=False)
         else:
             self._conversations.move_to_end(conversation_id)
+        return history
+
+    async def load_conversation(self, conversation_id: str) -> deque[dict[str, str]]:
+        """The conversation's history: in memory, or its last 10 messages from the database
+        (so a conversation continues across a restart)."""
+        if conversation_id in self._conversations or not self.database_ready:
+            return self.conversation(conversation_id)
+        history = self.conversation(conversation_id)
+        try:
+            stored = await asyncio.to_thread(
+                load_conversation,
+                self.database.session_factory,
+                conversation_id,
+                limit=CHAT_HISTORY,
+            )
+        except Exception as exc:  # history is a nicety; chat must work without it
+            log.warning("⚠️ could not load conversation history (%s)", type(exc).__name__)
+            return history
+        for message in stored:
+            history.append({"role": message["role"], "content": message["content"]})
         return history
 
     async def chat_with_jupiter(
@@ -719,9 +873,12 @@ class JupiterDashboard:
             from jupiter.intel import ThreatFilters
 
             args = (ThreatFilters.from_value(filters),)
-        return await self._call_component(
+        ok, payload = await self._call_component(
             "threat_intelligence", "fetch_threats", "🔍 threats", *args
         )
+        if ok:
+            self._note_threat_sync(payload)
+        return ok, payload
 
     async def get_pulse(self) -> tuple[bool, dict[str, Any]]:
         return await self._call_component("community_pulse", "get_pulse", "📡 pulse")
@@ -756,6 +913,12 @@ class JupiterDashboard:
             body["fallback"] = self.degradation.get_fallback(name)
             return False, body
         return True, dict(result)
+
+
+def _checked_actor(actor: str) -> str:
+    if actor not in ACTORS:
+        raise ValueError(f"actor must be one of {', '.join(ACTORS)}, not {actor!r}")
+    return actor
 
 
 def _get(obj: Any, key: str) -> Any:

@@ -181,6 +181,12 @@ class HistoryEntry(BaseModel):
     old_state: str | None
     new_state: str
     reason: str | None
+    actor: str | None = Field(
+        default=None,
+        description="Who made the change: an operator (admin), the resilience core reacting to "
+        "failures (auto) or the service itself, e.g. a failed start (system). Null on rows "
+        "recorded before this was stored.",
+    )
 
 
 class History(BaseModel):

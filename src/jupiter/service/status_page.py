@@ -102,8 +102,8 @@ def component_for(name: str) -> ComponentInfo | None:
 @dataclass(frozen=True)
 class StateChange:
     """One stored transition. ``kind`` is ``breaker`` (closed/open/half_open) or ``feature``
-    (enabled/disabled); ``at`` is epoch seconds; ``by_operator`` marks admin-made feature changes,
-    which the page shows as maintenance rather than an outage."""
+    (enabled/disabled); ``at`` is epoch seconds; ``by_operator`` marks changes an admin made: a
+    feature disabled or a breaker forced open by hand is shown as maintenance, not an outage."""
 
     component: str
     kind: Literal["breaker", "feature"]
@@ -134,7 +134,9 @@ def _field(row: Any, *names: str) -> Any:
     return None
 
 
-_OPERATOR_ACTORS = {"admin", "operator", "user", "api"}
+# The stored ``actor`` column says who made a change: "admin" (an operator), "auto" (the
+# resilience core) or "system" (the service itself); the rest are accepted spellings.
+_OPERATOR_ACTORS = {"admin", "operator", "user", "api", "manual"}
 _AUTOMATIC_REASONS = ("initialisation failed", "initialization failed", "automatic", "recovered")
 
 
@@ -162,10 +164,11 @@ def state_change_from_row(row: Any) -> StateChange | None:
         return None
     actor = str(_field(row, "actor", "source", "by") or "").lower()
     if not actor and kind == "feature":
-        # The history has no actor column. The service switches a feature off by itself only
-        # when it fails to start ("initialisation failed: ..."); every other change is an admin's.
+        # A row from before the actor column (NULL). The service switches a feature off by itself
+        # only when it fails to start ("initialisation failed: ..."); any other change was an
+        # admin's. Such breaker rows stay automatic, as they always were shown.
         reason = str(_field(row, "reason") or "").strip().lower()
-        actor = "service" if reason.startswith(_AUTOMATIC_REASONS) else "admin"
+        actor = "system" if reason.startswith(_AUTOMATIC_REASONS) else "admin"
     return StateChange(
         component=info.feature,
         kind=kind,  # type: ignore[arg-type]
@@ -184,7 +187,12 @@ class Segment:
     status: ComponentStatus
 
 
-def _status_of(breaker: str, feature_enabled: bool, disabled_by_operator: bool) -> ComponentStatus:
+def _status_of(
+    breaker: str,
+    feature_enabled: bool,
+    disabled_by_operator: bool,
+    opened_by_operator: bool = False,
+) -> ComponentStatus:
     # A disabled feature is what users see, whatever its breaker is doing behind it.
     if not feature_enabled:
         return (
@@ -193,6 +201,9 @@ def _status_of(breaker: str, feature_enabled: bool, disabled_by_operator: bool) 
             else ComponentStatus.MAJOR_OUTAGE
         )
     if breaker == "open":
+        # Forced open by an admin (an upstream's planned maintenance) is not an outage.
+        if opened_by_operator:
+            return ComponentStatus.UNDER_MAINTENANCE
         return ComponentStatus.MAJOR_OUTAGE
     if breaker == "half_open":
         return ComponentStatus.PARTIAL_OUTAGE
@@ -205,22 +216,24 @@ def timeline(records: Iterable[StateChange], start: float, end: float) -> list[S
     Records before ``start`` set the state the span begins in; the component starts closed and
     enabled. Adjacent segments with the same status are merged.
     """
-    breaker, enabled, by_operator = "closed", True, False
+    breaker, enabled, by_operator, forced = "closed", True, False, False
     segments: list[Segment] = []
     cursor = start
     for record in sorted(records, key=lambda r: r.at):
         if record.at > end:
             break
         if record.at > cursor:
-            _append(segments, Segment(cursor, record.at, _status_of(breaker, enabled, by_operator)))
+            status = _status_of(breaker, enabled, by_operator, forced)
+            _append(segments, Segment(cursor, record.at, status))
             cursor = record.at
         if record.kind == "breaker":
             breaker = record.state
+            forced = record.by_operator and breaker == "open"
         else:
             enabled = record.state == "enabled"
             by_operator = record.by_operator and not enabled
     if end > cursor:
-        _append(segments, Segment(cursor, end, _status_of(breaker, enabled, by_operator)))
+        _append(segments, Segment(cursor, end, _status_of(breaker, enabled, by_operator, forced)))
     return segments
 
 
@@ -325,10 +338,10 @@ class Incident:
         return f"{self.component.key}-{self.kind.replace('_', '-')}-{int(self.started_at)}"
 
     def title(self) -> str:
-        if self.kind == "breaker_open":
-            return f"{self.component.name} unavailable"
         if self.impact is ComponentStatus.UNDER_MAINTENANCE:
             return f"{self.component.name} under maintenance"
+        if self.kind == "breaker_open":
+            return f"{self.component.name} unavailable"
         return f"{self.component.name} disabled"
 
     def to_json(self, now: float) -> dict[str, Any]:
@@ -382,14 +395,25 @@ def incidents_from_history(records: Iterable[StateChange]) -> list[Incident]:
         if record.kind == "breaker":
             current = open_breaker.get(info.feature)
             if record.state == "open" and current is None:
-                current = Incident(info, "breaker_open", ComponentStatus.MAJOR_OUTAGE, record.at)
+                impact = (
+                    ComponentStatus.UNDER_MAINTENANCE
+                    if record.by_operator
+                    else ComponentStatus.MAJOR_OUTAGE
+                )
+                current = Incident(info, "breaker_open", impact, record.at)
                 open_breaker[info.feature] = current
                 incidents.append(current)
-                status, message = _breaker_update(info.name, "open", reopened=False)
+                if record.by_operator:
+                    status = "maintenance"
+                    message = f"Calls to {info.name} were paused by an operator for maintenance."
+                else:
+                    status, message = _breaker_update(info.name, "open", reopened=False)
             elif current is None:
                 continue  # a closed/half-open record outside any incident changes nothing
             else:
                 status, message = _breaker_update(info.name, record.state, reopened=True)
+                if record.state == "closed" and current.impact is ComponentStatus.UNDER_MAINTENANCE:
+                    message = f"Maintenance of {info.name} is over; the circuit breaker closed."
                 if record.state == "closed":
                     current.ended_at = record.at
                     del open_breaker[info.feature]
@@ -404,7 +428,7 @@ def incidents_from_history(records: Iterable[StateChange]) -> list[Incident]:
             message = (
                 f"{info.name} was switched off by an operator."
                 if record.by_operator
-                else f"{info.name} was switched off automatically after it failed to start."
+                else f"{info.name} was switched off automatically because it was failing."
             )
             status = "maintenance" if record.by_operator else "investigating"
             incident.updates.append({"at": record.at, "status": status, "message": message})
@@ -429,17 +453,19 @@ def current_status(live: Mapping[str, Any] | None, history: list[StateChange]) -
     by_operator = bool(
         last_feature and last_feature.state == "disabled" and last_feature.by_operator
     )
+    last_breaker = next((r for r in reversed(history) if r.kind == "breaker"), None)
+    forced = bool(last_breaker and last_breaker.state == "open" and last_breaker.by_operator)
     if live is not None:
         breaker = str(live.get("circuit_breaker") or live.get("state") or "closed").lower()
         enabled = bool(live.get("enabled", True))
-        status = _status_of(breaker, enabled, by_operator)
+        status = _status_of(breaker, enabled, by_operator, forced)
         failures = live.get("failures") or 0
         if status is ComponentStatus.OPERATIONAL and isinstance(failures, int) and failures > 0:
             return ComponentStatus.DEGRADED_PERFORMANCE
         return status
-    breaker = next((r.state for r in reversed(history) if r.kind == "breaker"), "closed")
+    breaker = last_breaker.state if last_breaker is not None else "closed"
     enabled = last_feature is None or last_feature.state == "enabled"
-    return _status_of(breaker, enabled, by_operator)
+    return _status_of(breaker, enabled, by_operator, forced)
 
 
 def overall_status(statuses: Iterable[ComponentStatus]) -> dict[str, str]:

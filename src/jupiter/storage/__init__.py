@@ -5,15 +5,24 @@ path, and ``repository`` reads back what startup restores.
 """
 
 from .base import Base
-from .database import Database, database_url_for, import_models, make_engine
+from .database import (
+    ADDED_COLUMNS,
+    Database,
+    add_missing_columns,
+    database_url_for,
+    import_models,
+    make_engine,
+)
 from .repository import load_conversation, load_recent_errors, load_state_changes
 from .writer import BackgroundWriter, WriterStats
 
 __all__ = [
+    "ADDED_COLUMNS",
     "BackgroundWriter",
     "Base",
     "Database",
     "WriterStats",
+    "add_missing_columns",
     "database_url_for",
     "import_models",
     "load_conversation",

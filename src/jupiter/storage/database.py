@@ -11,14 +11,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .base import Base
 
 __all__ = [
+    "ADDED_COLUMNS",
     "MODEL_MODULES",
     "Database",
+    "add_missing_columns",
     "database_url_for",
     "import_models",
     "make_engine",
@@ -32,6 +34,57 @@ MODEL_MODULES: tuple[str, ...] = (
     "jupiter.intel.models",
     "jupiter.scans.models",
 )
+
+
+#: Nullable columns added to a table after its first release, as ``(table, column)``.
+#: ``create_all`` never alters an existing table, so :func:`add_missing_columns` adds these to
+#: databases created before them. (One column does not warrant Alembic; a real migration
+#: tool is the step up once a change is more than "add a nullable column".)
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("jupiter_state_changes", "actor"),)
+
+
+def add_missing_columns(
+    engine: Engine, columns: tuple[tuple[str, str], ...] = ADDED_COLUMNS
+) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for each listed column its existing table lacks.
+
+    Idempotent, and safe when two processes start at once: a column another process added
+    in the meantime is not an error. Returns ``table.column`` for each column added here.
+    """
+    added: list[str] = []
+    for table_name, column_name in columns:
+        table = Base.metadata.tables.get(table_name)
+        if table is None or column_name not in table.c:
+            raise ValueError(f"{table_name}.{column_name} is not a declared column")
+        column = table.c[column_name]
+        if not column.nullable:
+            raise ValueError(f"{table_name}.{column_name} must be nullable to be added in place")
+        if _has_column(engine, table_name, column_name) is not False:
+            continue  # present already, or the table does not exist (create_all makes it whole)
+        preparer = engine.dialect.identifier_preparer
+        ddl = (
+            f"ALTER TABLE {preparer.format_table(table)} "
+            f"ADD COLUMN {preparer.format_column(column)} "
+            f"{column.type.compile(dialect=engine.dialect)}"
+        )
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(ddl))
+        except Exception:
+            if _has_column(engine, table_name, column_name):
+                continue  # another process won the race
+            raise
+        log.info("✅ added column %s.%s to an existing table", table_name, column_name)
+        added.append(f"{table_name}.{column_name}")
+    return added
+
+
+def _has_column(engine: Engine, table_name: str, column_name: str) -> bool | None:
+    """Whether the table has the column; None when the table does not exist."""
+    inspector = inspect(engine)
+    if not inspector.has_table(table_name):
+        return None
+    return any(c["name"] == column_name for c in inspector.get_columns(table_name))
 
 
 def database_url_for(data_dir: Path, database_url: str | None) -> str:
@@ -105,9 +158,10 @@ class Database:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
-        """Create every table of every area (idempotent)."""
+        """Create every table of every area, and add columns older tables lack (idempotent)."""
         import_models()
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     def ping(self) -> bool:
         """Whether the database answers ``SELECT 1``."""

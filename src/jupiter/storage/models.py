@@ -70,6 +70,9 @@ class StateChange(Base):
 
     ``kind`` is ``"breaker"`` (states closed/open/half_open) or ``"feature"``
     (states enabled/disabled). ``component`` is the internal name, e.g. ``grok_chat``.
+    ``actor`` is who made the change: ``"admin"`` (an operator), ``"auto"`` (the resilience
+    core: a breaker tripping or recovering) or ``"system"`` (the service itself, e.g. a
+    component that failed to start). Rows written before the column existed have NULL.
     """
 
     __tablename__ = "jupiter_state_changes"
@@ -82,3 +85,6 @@ class StateChange(Base):
     old_state: Mapped[str | None] = mapped_column(String(40), nullable=True)
     new_state: Mapped[str] = mapped_column(String(40), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Added after the first release: nullable, so create_all's tables and older ones agree once
+    # Database.create_all has added it (see jupiter.storage.database.ADDED_COLUMNS).
+    actor: Mapped[str | None] = mapped_column(String(20), nullable=True)

@@ -48,7 +48,9 @@ def load_state_changes(
     component: str | None = None,
     limit: int = 10_000,
 ) -> list[dict[str, Any]]:
-    """Feature and breaker state changes, oldest first (for the status page's history)."""
+    """Feature and breaker state changes, oldest first (for the status page's history).
+
+    ``actor`` is None for rows recorded before the column existed."""
     stmt = select(StateChange).order_by(StateChange.occurred_at.desc(), StateChange.id.desc())
     if since is not None:
         stmt = stmt.where(StateChange.occurred_at >= since)
@@ -64,6 +66,7 @@ def load_state_changes(
                 "old_state": r.old_state,
                 "new_state": r.new_state,
                 "reason": r.reason,
+                "actor": r.actor,
             }
             for r in reversed(rows)
         ]

@@ -152,8 +152,10 @@ class BackgroundWriter:
         old_state: str | None = None,
         reason: str | None = None,
         timestamp: float | datetime | None = None,
+        actor: str | None = None,
     ) -> None:
-        """Queue a feature (enabled/disabled) or breaker (closed/open/half_open) change."""
+        """Queue a feature (enabled/disabled) or breaker (closed/open/half_open) change, with
+        who made it (``admin``, ``auto`` or ``system``) when known."""
         self._put(
             (
                 StateChange,
@@ -164,6 +166,7 @@ class BackgroundWriter:
                     "old_state": old_state,
                     "new_state": new_state,
                     "reason": reason,
+                    "actor": actor,
                 },
             )
         )

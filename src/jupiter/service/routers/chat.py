@@ -47,7 +47,7 @@ async def chat(body: ChatRequest, dashboard: DashboardDep, settings: SettingsDep
             recoverable=False,
         )
     conversation_id = body.conversation_id or uuid.uuid4().hex
-    history = dashboard.conversation(conversation_id)
+    history = await dashboard.load_conversation(conversation_id)
     reply = await dashboard.chat_with_jupiter(
         message, history, conversation_id=conversation_id, channel="rest"
     )

@@ -314,6 +314,20 @@ async def remove_scan(
     return outcome
 
 
+@router.post(
+    "/api/findings/refresh-kev",
+    summary="Re-apply the current KEV catalog to stored findings (admin)",
+    responses={401: {"model": ErrorEnvelope}, **_ERRORS},
+)
+async def refresh_kev(dashboard: DashboardDep, _: AdminDep) -> Any:
+    """After `jupiter feeds sync` brings a newer KEV catalog: findings whose CVEs were added
+    become ``critical-exploited``; ``{"checked", "changed"}``."""
+    service = _service(dashboard)
+    if isinstance(service, JSONResponse):
+        return service
+    return await service.refresh_kev()
+
+
 def _severities(raw: list[str] | None) -> tuple[Severity, ...]:
     wanted: list[Severity] = []
     for value in raw or []:

@@ -37,7 +37,8 @@ async def history(
     component: Annotated[str | None, Query(description="One component (e.g. grok_chat).")] = None,
 ) -> dict[str, Any]:
     """Every recorded change, oldest first (what the status page's incidents are made of)."""
-    dashboard.writer.flush(timeout=2.0)
+    # Include changes still queued for the background writer.
+    await run_in_threadpool(dashboard.writer.flush, 2.0)
     since = datetime.fromtimestamp(time.time() - days * 86400, UTC)
     name = dashboard.resolve(component) if component else None
     changes = await run_in_threadpool(

@@ -6,6 +6,7 @@ import { $, el, replaceChildren, formatTime, featureInfo, breakerState, failureC
 import { requestJson, ClientBreaker, ApiError } from "./api.js";
 import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
+import { SCAN_FORMATS, uploadScan, scanErrorBox, importSummary } from "./scans.js";
 
 const TOKEN_KEY = "jupiter.adminToken";
 const POLL_MS = 10000;
@@ -13,7 +14,9 @@ const breakers = {
   features: new ClientBreaker(),
   stats: new ClientBreaker(),
   errors: new ClientBreaker(),
+  scans: new ClientBreaker(),
 };
+const SCANS_SHOWN = 100;
 let socket = null;
 let pollTimer = null;
 let recentErrors = [];
@@ -342,11 +345,134 @@ $("#errors-refresh").addEventListener("click", () => {
   loadStats();
 });
 
+// ---------------------------------------------------------------- scans
+// Listing and importing need no token, deleting does; the console sends it on every call anyway.
+let scanList = { items: [], total: 0 };
+
+function scanRow(scan) {
+  const id = String(scan.id);
+  const summary = scan.summary || {};
+  const kev = Number(summary.kev_exploited ?? 0);
+  const name = String(scan.source_name || `scan ${id}`);
+  const remove = el("button", {
+    type: "button",
+    class: "btn btn-small btn-danger",
+    text: "Delete",
+    dataset: { action: "delete-scan", scan: id },
+    "aria-label": `Delete scan ${id} (${name})`,
+  });
+  remove.addEventListener("click", () => deleteScan(scan));
+  return el(
+    "tr",
+    { dataset: { scan: id, tool: String(scan.tool ?? "") } },
+    el("th", { scope: "row" }, el("span", { class: "mono", text: `#${id}` }), el("span", { class: "scan-name", text: name })),
+    // data-label names each cell where the narrow layout stacks them without the header row.
+    el("td", { dataset: { label: "Tool" }, text: [scan.tool, scan.tool_version].filter(Boolean).join(" ") }),
+    el("td", { class: "mono", dataset: { label: "Format" }, text: String(scan.format ?? "") }),
+    el("td", { class: "scan-asset", dataset: { label: "Asset" }, text: String(scan.asset ?? "") }),
+    el(
+      "td",
+      { class: "num", dataset: { label: "Findings" } },
+      el("span", { text: String(scan.finding_count ?? summary.findings ?? 0) }),
+      kev ? el("span", { class: "badge kev-badge", text: `${kev} exploited` }) : null,
+    ),
+    el("td", { class: "nowrap small", dataset: { label: "Imported" }, text: formatTime(scan.imported_at, true) }),
+    el("td", {}, remove),
+  );
+}
+
+function renderScans() {
+  const items = scanList.items;
+  replaceChildren(
+    $("#scan-rows"),
+    items.length ? items.map(scanRow) : el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No scans imported yet." })),
+  );
+  const total = Number(scanList.total ?? items.length);
+  $("#scans-count").textContent = `${total} scan${total === 1 ? "" : "s"}`;
+  $("#scans-count").dataset.count = String(total);
+}
+
+async function loadScans() {
+  try {
+    const payload = await breakers.scans.call(() => adminRequest(`/api/scans?limit=${SCANS_SHOWN}`));
+    scanList = { items: (payload && payload.items) || [], total: payload ? payload.total : 0 };
+    const focusedScan = document.activeElement?.closest?.("#scan-rows tr")?.dataset.scan;
+    renderScans();
+    if (focusedScan) document.querySelector(`#scan-rows tr[data-scan="${CSS.escape(focusedScan)}"] button`)?.focus();
+    const more = scanList.total > scanList.items.length ? ` · showing the newest ${scanList.items.length}` : "";
+    $("#scans-note").textContent = `updated ${formatTime(Date.now())}${more}`;
+  } catch (error) {
+    $("#scans-note").textContent = `showing the last good data (${error.message})`;
+  }
+}
+$("#scans-refresh").addEventListener("click", loadScans);
+
+async function deleteScan(scan) {
+  const name = String(scan.source_name || `scan ${scan.id}`);
+  const count = Number(scan.finding_count ?? 0);
+  const ok = await confirmAction(
+    `Delete scan #${scan.id}?`,
+    `${name} (${scan.tool || scan.format}) and the ${count} finding${count === 1 ? "" : "s"} only it reported are deleted. Findings other scans also reported stay.`,
+    "Delete scan",
+  );
+  if (!ok) return;
+  try {
+    const outcome = await adminRequest(`/api/scans/${encodeURIComponent(scan.id)}`, { method: "DELETE" });
+    const removed = Number(outcome?.deleted_findings ?? 0);
+    toast(`${removed} finding${removed === 1 ? "" : "s"} deleted with it.`, "success", { title: `Scan #${scan.id} deleted` });
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) {
+      toast(`${error.message}${error.suggestion ? ` ${error.suggestion}` : ""}`, "error", { title: "Delete failed" });
+    }
+  } finally {
+    await loadScans();
+  }
+}
+
+replaceChildren($("#scan-format"), SCAN_FORMATS.map((f) => el("option", { value: f.value, text: f.label })));
+
+$("#scan-import-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const fileInput = $("#scan-file");
+  const file = fileInput.files && fileInput.files[0];
+  if (!file) {
+    fileInput.focus();
+    return;
+  }
+  const button = $("#scan-import-button");
+  const result = $("#scan-import-result");
+  const errorBox = $("#scan-import-error");
+  button.disabled = true;
+  errorBox.hidden = true;
+  result.textContent = `Importing ${file.name}…`;
+  try {
+    const summary = await uploadScan(file, {
+      format: $("#scan-format").value,
+      asset: $("#scan-asset").value.trim(),
+      headers: authHeaders(),
+    });
+    result.textContent = `Imported ${file.name} as scan #${summary.scan_id}: ${importSummary(summary)}`;
+    event.target.reset();
+  } catch (error) {
+    result.textContent = "";
+    errorBox.hidden = false;
+    const status = error.status ? ` (HTTP ${error.status})` : "";
+    replaceChildren(
+      errorBox,
+      scanErrorBox({ title: `${file.name} was not imported${status}`, message: error.message, suggestion: error.suggestion, location: error.location }),
+    );
+  } finally {
+    button.disabled = false;
+    loadScans();
+  }
+});
+
 function refreshAll() {
   if (!token.get()) return;
   loadFeatures();
   loadStats();
   loadErrors();
+  loadScans();
 }
 
 // ---------------------------------------------------------------- live updates
@@ -369,6 +495,11 @@ function connectSocket() {
     if (data.errors) renderStats(data.errors);
   });
   socket.on("open", () => socket.send("request_status"));
+  for (const event of ["scan_complete", "scan_deleted", "scan_kev_refreshed"]) {
+    socket.on(event, () => {
+      if (token.get()) loadScans();
+    });
+  }
   socket.connect();
 }
 

@@ -16,6 +16,7 @@ export class ApiError extends Error {
     this.type = error.type || (status ? `http_${status}` : "network");
     this.suggestion = error.suggestion || null;
     this.recoverable = error.recoverable ?? (status === 0 || status >= 500 || status === 429);
+    this.location = error.location ?? null; // scans: the JSON path or XML line of a bad file
   }
 }
 
@@ -23,7 +24,9 @@ export async function requestJson(url, { method = "GET", headers = {}, body, tim
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const init = { method, headers: { Accept: "application/json", ...headers }, signal: controller.signal };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // the browser sets the multipart Content-Type with its boundary
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }

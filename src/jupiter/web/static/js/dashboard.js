@@ -1,5 +1,6 @@
-// The dashboard at "/": chat, threat feed, community pulse, system status and the error-rate
-// chart, all fed by one reconnecting WebSocket (plus REST for the chart).
+// The dashboard at "/": chat, threat feed, community pulse, system status, scan findings
+// (findings.js) and the error-rate chart, all fed by one reconnecting WebSocket (plus REST for
+// the chart and the findings).
 import {
   $, el, replaceChildren, formatAge, formatTime, featureInfo, breakerState, failureCount, safeUrl, FEATURES,
 } from "./dom.js";
@@ -7,6 +8,7 @@ import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
 import { requestJson, ClientBreaker } from "./api.js";
 import { normaliseTimeseries, renderChart } from "./chart.js";
+import { initFindings } from "./findings.js";
 
 const socket = new JupiterSocket();
 const MAX_THREAT_ROWS = 200;
@@ -574,6 +576,7 @@ if ("ResizeObserver" in window) {
 }
 
 // ---------------------------------------------------------------- start
-window.jupiter = { socket }; // handy in the console and for the browser tests
+const findings = initFindings(socket);
+window.jupiter = { socket, findings }; // handy in the console and for the browser tests
 socket.connect();
 refreshChart();
