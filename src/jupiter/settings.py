@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     component_init_attempts: int = Field(default=3, ge=1, le=20)
     component_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=86_400)
     error_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # Minutes of per-minute error counts kept for the dashboard chart (its 15/60/240 views);
+    # must be >= error_window_minutes. Left unset, it is 240, or the window if that is longer.
+    error_history_minutes: int = Field(default=240, ge=1, le=7 * 24 * 60)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
     chat_max_message_chars: int = Field(default=4000, ge=1, le=100_000)
     ws_chat_burst: int = Field(default=5, ge=1, le=1000)
@@ -73,6 +76,19 @@ class Settings(BaseSettings):
     # --- community pulse ---
     pulse_feeds: list[str] = Field(default_factory=list)
     pulse_refresh_seconds: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _error_history_covers_the_window(self) -> Settings:
+        """The chart history cannot be shorter than the error window it extends."""
+        if self.error_history_minutes < self.error_window_minutes:
+            if "error_history_minutes" in self.model_fields_set:
+                raise ValueError(
+                    f"error_history_minutes ({self.error_history_minutes}) must be >= "
+                    f"error_window_minutes ({self.error_window_minutes})"
+                )
+            # Only the window was configured: stretch the default history to cover it.
+            self.error_history_minutes = self.error_window_minutes
+        return self
 
     @field_validator("kev_url", "stix_url", "taxii_collection_url", mode="before")
     @classmethod

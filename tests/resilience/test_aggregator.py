@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupiter.resilience import (
+    AggregatorOptions,
     ErrorAggregator,
     ErrorEntry,
     InMemoryAggregatorStore,
@@ -502,6 +503,10 @@ def test_clear_forgets_all_errors():
         {"max_recent": -1},
         {"max_types": 0},
         {"max_message_length": 0},
+        {"history_minutes": 0},
+        {"history_minutes": 120.5},
+        {"history_minutes": True},
+        {"history_minutes": 59},
     ],
 )
 def test_options_are_validated(kwargs):
@@ -664,3 +669,211 @@ def test_repeated_contexts_are_kept_as_they_were_when_recorded():
     contexts[2]["endpoint"] = "changed by a reader"
     assert aggregator.get_recent_errors()[2]["context"]["endpoint"] == "/api/chat"
     assert aggregator.get_recent_errors()[4]["context"]["endpoint"] == "/api/chat"
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_defaults_to_the_window():
+    """Without history_minutes the counts are kept exactly as long as the window."""
+    aggregator = ErrorAggregator(window_minutes=15)
+    assert aggregator.history_minutes == 15
+    assert aggregator.options.history_minutes == 15
+    assert aggregator.options == AggregatorOptions(window_minutes=15, history_minutes=15)
+
+
+def test_a_history_shorter_than_the_window_is_refused_with_both_values():
+    """history_minutes < window_minutes raises a ValueError naming both and the value given."""
+    with pytest.raises(
+        ValueError, match=r"history_minutes must be >= window_minutes \(60\), got 30"
+    ):
+        ErrorAggregator(window_minutes=60, history_minutes=30)
+    with pytest.raises(ValueError, match="history_minutes"):
+        AggregatorOptions(window_minutes=10, history_minutes=9)
+    assert ErrorAggregator(window_minutes=60, history_minutes=60).history_minutes == 60
+
+
+def test_a_bucket_leaves_the_totals_with_the_window_and_the_chart_with_the_history():
+    """Window 3, history 5: an error stops counting at minute 3 but stays charted until minute 5."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(window_minutes=3, history_minutes=5, clock=clock)
+    clock.advance(30)
+    aggregator.record_error("a", "minute 0")
+    clock.advance(2 * 60 + 29.999)  # the last instant of minute 2
+    assert aggregator.get_error_stats()["total_errors"] == 1
+    assert len(aggregator.get_recent_errors()) == 1
+    clock.advance(0.001)  # minute 3: minute 0 leaves the window, not the history
+    assert aggregator.get_error_stats()["total_errors"] == 0
+    assert aggregator.get_error_stats()["errors_by_type"] == {}
+    assert aggregator.get_recent_errors() == []
+    assert aggregator.get_timeseries(minutes=5)["series"] == {"a": [0, 1, 0, 0, 0]}
+    assert aggregator.get_timeseries()["series"] == {}  # the default span is the window
+    clock.advance(60 + 59.999)  # the last instant of minute 4: minute 0 is the oldest kept
+    assert aggregator.get_timeseries(minutes=5)["series"] == {"a": [1, 0, 0, 0, 0]}
+    clock.advance(0.001)  # minute 5: minute 0 leaves the history
+    assert aggregator.get_timeseries(minutes=5)["series"] == {}
+    assert list(aggregator.store.buckets()) == []
+
+
+def test_a_type_slot_frees_up_when_the_type_leaves_the_window_not_the_history():
+    """The max_types cap counts the window's types only, whatever the history still charts."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(window_minutes=1, history_minutes=10, clock=clock, max_types=1)
+    aggregator.record_error("first", "x")
+    clock.advance(60)
+    aggregator.record_error("second", "x")
+    assert aggregator.get_error_stats()["errors_by_type"] == {"second": 1}
+    assert aggregator.get_timeseries(minutes=2)["series"] == {"first": [1, 0], "second": [0, 1]}
+
+
+def test_stats_and_recent_errors_are_the_same_whatever_the_history():
+    """The same records on a window-only and a 240-minute-history aggregator read back the same."""
+    clocks = [aligned_clock(), aligned_clock()]
+    plain = ErrorAggregator(window_minutes=60, clock=clocks[0])
+    long = ErrorAggregator(window_minutes=60, history_minutes=240, clock=clocks[1])
+    for index in range(600):
+        for aggregator, clock in ((plain, clocks[0]), (long, clocks[1])):
+            aggregator.record_error(f"t{index % 7}", f"error {index}", {"i": index})
+            clock.advance(23.5)  # 235 minutes in all, so plenty leaves the window
+        if index % 50 == 0:
+            assert long.get_error_stats() == plain.get_error_stats()
+            assert long.get_recent_errors(limit=200) == plain.get_recent_errors(limit=200)
+    assert long.get_error_stats() == plain.get_error_stats()
+    assert long.get_recent_errors(limit=200) == plain.get_recent_errors(limit=200)
+    assert long.get_timeseries(minutes=60) == plain.get_timeseries(minutes=60)
+    assert 0 < long.get_error_stats()["total_errors"] < 600
+
+
+def test_timeseries_of_240_minutes_with_a_60_minute_window():
+    """A 60-minute window with a 240-minute history charts 240 minutes; stats stay at 60."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(window_minutes=60, history_minutes=240, clock=clock)
+    start = clock.wall()
+    recorded: list[tuple[float, str]] = []
+    for minute in range(300):  # five hours: the first hour leaves even the history
+        for count in range(minute % 4):
+            error_type = "timeout" if count % 2 else "api_failure"
+            aggregator.record_error(error_type, "x")
+            recorded.append((clock.wall(), error_type))
+        clock.advance(60)
+    current = int(clock.wall() // 60)
+
+    def recount(minutes: int) -> list[int]:
+        per_minute = [0] * minutes
+        for moment, _ in recorded:
+            age = current - int(moment // 60)
+            if age < minutes:
+                per_minute[minutes - 1 - age] += 1
+        return per_minute
+
+    series = aggregator.get_timeseries(minutes=240)
+    assert series["window_minutes"] == 240
+    assert len(series["timestamps"]) == len(series["total"]) == 240
+    assert parse(series["timestamps"][0]) == (current - 239) * 60
+    assert parse(series["timestamps"][0]) > start
+    assert series["total"] == recount(240)
+    assert sum(series["totals"].values()) == sum(recount(240))
+    stats = aggregator.get_error_stats()
+    assert stats["window_minutes"] == 60
+    assert stats["total_errors"] == sum(recount(60)) < sum(recount(240))
+    assert stats["error_rate"] == round(sum(recount(60)) / 60, 3)
+    assert aggregator.get_timeseries()["total"] == recount(60)
+    assert aggregator.get_timeseries(minutes=15)["total"] == recount(15)
+    capped = aggregator.get_timeseries(minutes=10_000)
+    assert capped["window_minutes"] == 240
+    assert capped["total"] == recount(240)
+    assert len(list(aggregator.store.buckets())) <= 240
+
+
+def test_load_restores_the_history_for_the_chart_but_not_for_the_stats():
+    """Restored records older than the window but inside the history only fill the chart."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(window_minutes=60, history_minutes=240, clock=clock, max_types=2)
+    now = clock.wall()
+    records = [
+        {"timestamp": now - 10 * 60, "type": "a", "message": "in the window"},
+        {"timestamp": now - 120 * 60, "type": "a", "message": "in the history"},
+        {"timestamp": now - 120 * 60 + 5, "type": "b", "message": "in the history"},
+        {"timestamp": now - 120 * 60 + 9, "type": "c", "message": "beyond max_types"},
+        {"timestamp": now - 300 * 60, "type": "a", "message": "too old"},
+    ]
+    assert aggregator.load(records) == 4
+    assert aggregator.get_error_stats()["errors_by_type"] == {"a": 1}
+    assert [r["message"] for r in aggregator.get_recent_errors()] == ["in the window"]
+    series = aggregator.get_timeseries(minutes=240)
+    assert series["totals"] == {"a": 2, "b": 1, OTHER_ERROR_TYPE: 1}
+    assert series["total"][239 - 120] == 3
+    assert series["total"][239 - 10] == 1
+
+
+def test_the_store_is_given_both_cutoffs():
+    """A custom store sees the window's and the history's oldest minute on every expiry."""
+
+    class RecordingStore(InMemoryAggregatorStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cutoffs: list[tuple[int, int | None]] = []
+
+        def expire(self, oldest_minute: int, oldest_history_minute: int | None = None) -> None:
+            self.cutoffs.append((oldest_minute, oldest_history_minute))
+            super().expire(oldest_minute, oldest_history_minute)
+
+    store = RecordingStore()
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(window_minutes=2, history_minutes=4, clock=clock, store=store)
+    aggregator.record_error("a", "x")
+    clock.advance(3 * 60)
+    aggregator.record_error("a", "y")
+    minute = int(MINUTE_START // 60)
+    assert store.cutoffs == [(minute - 1, minute - 3), (minute + 2, minute)]
+    assert aggregator.get_error_stats()["errors_by_type"] == {"a": 1}
+    assert aggregator.get_timeseries(minutes=4)["series"] == {"a": [1, 0, 0, 1]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    window=st.integers(min_value=1, max_value=5),
+    extra=st.integers(min_value=0, max_value=8),
+    steps=steps,
+    tail=st.floats(0, 600),
+)
+def test_totals_equal_the_window_and_the_chart_the_history(window, extra, steps, tail):
+    """Property: with any history >= window, the totals still equal a recount of the window, and
+    the chart over the whole history equals a recount per minute of the history."""
+    history = window + extra
+    clock = FakeClock(wall_start=MINUTE_START + 17.25)
+    aggregator = ErrorAggregator(window_minutes=window, history_minutes=history, clock=clock)
+    recorded: list[tuple[float, str]] = []
+
+    def recount(minutes: int) -> dict[str, int]:
+        current = int(clock.wall() // 60)
+        counts: dict[str, int] = {}
+        for moment, error_type in recorded:
+            if current - int(moment // 60) < minutes:
+                counts[error_type] = counts.get(error_type, 0) + 1
+        return counts
+
+    def per_minute() -> list[int]:
+        current = int(clock.wall() // 60)
+        row = [0] * history
+        for moment, _ in recorded:
+            age = current - int(moment // 60)
+            if age < history:
+                row[history - 1 - age] += 1
+        return row
+
+    for advance, error_type in steps:
+        clock.advance(advance)
+        aggregator.record_error(error_type, "x")
+        recorded.append((clock.wall(), error_type))
+        if len(recorded) % 7 == 0:
+            assert aggregator.get_error_stats()["errors_by_type"] == recount(window)
+    clock.advance(tail)
+    stats = aggregator.get_error_stats()
+    assert stats["errors_by_type"] == recount(window)
+    assert stats["total_errors"] == sum(recount(window).values())
+    assert len(aggregator.get_recent_errors(limit=200)) == min(200, stats["total_errors"])
+    chart = aggregator.get_timeseries(minutes=history)
+    assert chart["totals"] == dict(sorted(recount(history).items(), key=lambda i: (-i[1], i[0])))
+    assert chart["total"] == per_minute()
+    assert len(list(aggregator.store.buckets())) <= history

@@ -41,6 +41,43 @@ def test_expire_subtracts_old_buckets_from_the_totals():
     assert [e.timestamp for e in store.recent()] == [720.0]
 
 
+def test_expire_with_a_history_keeps_buckets_out_of_the_totals_until_they_are_forgotten():
+    """A minute leaving the window leaves the totals and the recent ring, not the buckets."""
+    store = InMemoryAggregatorStore()
+    store.add(10, "a", entry(600.0))
+    store.add(11, "b", entry(660.0))
+    store.add(12, "a", entry(720.0))
+    store.expire(12, 10)
+    assert dict(store.totals()) == {"a": 1}
+    assert sorted((m, dict(c)) for m, c in store.buckets()) == [
+        (10, {"a": 1}),
+        (11, {"b": 1}),
+        (12, {"a": 1}),
+    ]
+    assert [e.timestamp for e in store.recent()] == [720.0]
+    store.expire(13, 11)
+    assert dict(store.totals()) == {}
+    assert sorted(m for m, _ in store.buckets()) == [11, 12]
+    store.expire(13, 13)
+    assert list(store.buckets()) == []
+
+
+def test_add_history_fills_a_bucket_only():
+    """A restored minute outside the window is charted but neither totalled nor listed."""
+    store = InMemoryAggregatorStore()
+    store.expire(20, 10)
+    store.add_history(15, "a")
+    store.add_history(15, "a")
+    store.add(20, "a", entry(1200.0))
+    assert dict(store.totals()) == {"a": 1}
+    assert sorted((m, dict(c)) for m, c in store.buckets()) == [(15, {"a": 2}), (20, {"a": 1})]
+    assert [e.timestamp for e in store.recent()] == [1200.0]
+    store.expire(21, 16)
+    assert sorted((m, dict(c)) for m, c in store.buckets()) == [(20, {"a": 1})]
+    store.clear()
+    assert list(store.buckets()) == []
+
+
 def test_recent_is_newest_first_and_bounded():
     """The ring keeps only max_recent entries, newest first."""
     store = InMemoryAggregatorStore(max_recent=3)

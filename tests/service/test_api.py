@@ -200,6 +200,33 @@ async def test_timeseries_counts_errors_per_minute(api):
     assert bad.status_code == 422
 
 
+async def test_timeseries_reaches_the_240_minute_history_while_stats_keep_the_window(api, clock):
+    """minutes=240 returns 240 buckets back through the history; /api/error-stats stays at 60."""
+    app, client = api
+    dashboard = app.state.dashboard
+    dashboard.record_error("timeout", "two and a half hours ago")
+    clock.advance(150 * 60)
+    dashboard.record_error("api_failure", "just now")
+    body = (await client.get("/api/errors/timeseries", params={"minutes": 240})).json()
+    assert body["window_minutes"] == 240
+    assert len(body["timestamps"]) == len(body["total"]) == 240
+    assert body["series"]["timeout"][239 - 150] == 1
+    assert body["series"]["api_failure"][-1] == 1
+    assert sum(body["total"]) == 2
+    stats = (await client.get("/api/error-stats")).json()
+    assert stats["window_minutes"] == 60
+    assert stats["errors_by_type"] == {"api_failure": 1}
+    recent = (await client.get("/api/recent-errors")).json()["errors"]
+    assert [error["message"] for error in recent] == ["just now"]
+    capped = (await client.get("/api/errors/timeseries", params={"minutes": 1000})).json()
+    assert capped["window_minutes"] == 240
+    assert len(capped["timestamps"]) == 240
+    spec = (await client.get("/openapi.json")).json()
+    parameters = spec["paths"]["/api/errors/timeseries"]["get"]["parameters"]
+    minutes = next(parameter for parameter in parameters if parameter["name"] == "minutes")
+    assert "error_history_minutes" in minutes["description"]
+
+
 async def test_threats_and_pulse_return_data_or_a_clear_error(api):
     """Threats come from the offline ATT&CK default; pulse says no feeds are configured."""
     app, client = api

@@ -143,11 +143,11 @@ def test_threat_feed_counts_filters_and_shows_stale_age(page: Any, jupiter: Jupi
 
     page.get_by_label("Source").select_option("")
     with page.expect_response(lambda r: "severity=high" in r.url):
-        page.get_by_label("Severity").select_option("high")
+        page.locator("#threats-panel").get_by_label("Severity").select_option("high")
     high = jupiter.http.get("/api/threats", params={"severity": "high"}).json()["count"]
     expect(page.locator("#threats-count")).to_have_text(f"{high} matching")
     assert {r.get_attribute("data-severity") for r in rows.all()} == {"high"}
-    page.get_by_label("Severity").select_option("")
+    page.locator("#threats-panel").get_by_label("Severity").select_option("")
     expect(page.locator("#threats-count")).to_have_attribute("data-count", str(everything))
 
     # threats_loading marks the table busy until the update arrives.

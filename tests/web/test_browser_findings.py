@@ -426,6 +426,10 @@ def test_admin_import_and_delete_update_the_dashboard_live(
     expect(dashboard.locator("#findings-kev-count")).to_have_text("3 exploited in the wild")
     expect(dashboard.locator("#scan-progress-label")).to_contain_text("Imported billing-trivy.json")
     expect(dashboard.locator("#scan-progress-bar")).to_have_attribute("value", "100")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dashboard.locator("#scan-progress").screenshot(
+        path=str(ARTIFACTS / "findings-progress-1280.png")
+    )
     seen = dashboard.evaluate("window.progressSeen")
     assert any(re.fullmatch(r"Importing billing-trivy\.json… \d+%", text) for text in seen), seen
     expect(dashboard.locator(".toast", has_text="Imported billing-trivy.json")).to_be_visible()
@@ -482,6 +486,13 @@ def test_bad_uploads_show_the_servers_error_and_scan_error_reaches_the_dashboard
     expect(live).to_contain_text("Import of broken.sarif failed")
     expect(live.locator(".msg-text")).to_contain_text("loud")
     expect(live.locator(".msg-suggestion")).to_contain_text("Suggestion: Check the file")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dashboard.locator("#scan-error").screenshot(
+        path=str(ARTIFACTS / "findings-scan-error-1280.png")
+    )
+    page.locator("#scan-import-form").screenshot(
+        path=str(ARTIFACTS / "admin-scans-refusal-1280.png")
+    )
     live.get_by_role("button", name="Dismiss").click()
     expect(dashboard.locator("#scan-error")).to_be_hidden()
 
@@ -526,6 +537,13 @@ def test_screenshots_at_both_widths_in_both_themes(
             dashboard.screenshot(
                 path=str(ARTIFACTS / f"findings-{width}-{scheme}.png"), full_page=True
             )
+            # The panel's top (header, upload, filters) and its first finding, below the top bar.
+            dashboard.evaluate(
+                """() => window.scrollBy(0,
+                    document.getElementById('findings-panel').getBoundingClientRect().top
+                    - document.querySelector('.topbar').offsetHeight)"""
+            )
+            dashboard.screenshot(path=str(ARTIFACTS / f"findings-{width}-{scheme}-top.png"))
             first.scroll_into_view_if_needed()
             dashboard.screenshot(path=str(ARTIFACTS / f"findings-{width}-{scheme}-view.png"))
 

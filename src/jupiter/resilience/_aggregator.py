@@ -1,9 +1,10 @@
 """Error aggregation over a sliding window of whole minutes, in bounded memory.
 
 Errors are counted in per-minute buckets (one small dict of type -> count per minute) with
-running totals kept up to date as minutes expire, plus a bounded ring of the most recent full
-entries. So ``record_error`` and ``get_error_stats`` cost the same whether ten or ten million
-errors were recorded, and memory is ``O(window_minutes × types + max_recent)``.
+running totals kept up to date as minutes leave the window, plus a bounded ring of the most
+recent full entries. Buckets may outlive the window for a longer chart history. So
+``record_error`` and ``get_error_stats`` cost the same whether ten or ten million errors were
+recorded, and memory is ``O(history_minutes × types + max_recent)``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class AggregatorOptions:
     """Every option of an :class:`ErrorAggregator`, validated, with its default.
 
     * ``window_minutes``: the window, in whole minutes (see :class:`ErrorAggregator`).
+    * ``history_minutes``: how many minutes of per-minute counts are kept for
+      :meth:`ErrorAggregator.get_timeseries`; at least ``window_minutes``. ``None`` (the
+      default) means ``window_minutes``, and is resolved to it on validation.
     * ``max_recent``: how many full recent entries the default store keeps.
     * ``max_types``: distinct error types counted separately; further types in the same window
       are counted under ``"other"``.
@@ -67,6 +71,7 @@ class AggregatorOptions:
     """
 
     window_minutes: int = DEFAULT_WINDOW_MINUTES
+    history_minutes: int | None = None
     max_recent: int = DEFAULT_MAX_RECENT
     max_types: int = DEFAULT_MAX_TYPES
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
@@ -76,6 +81,16 @@ class AggregatorOptions:
 
     def __post_init__(self) -> None:
         _positive_int("window_minutes", self.window_minutes)
+        if self.history_minutes is None:
+            # Frozen: resolve the default once, so every reader sees the minutes in force.
+            object.__setattr__(self, "history_minutes", self.window_minutes)
+        else:
+            _positive_int("history_minutes", self.history_minutes)
+            if self.history_minutes < self.window_minutes:
+                raise ValueError(
+                    f"history_minutes must be >= window_minutes ({self.window_minutes}), "
+                    f"got {self.history_minutes!r}"
+                )
         _positive_int("max_recent", self.max_recent, minimum=0)
         _positive_int("max_types", self.max_types)
         _positive_int("max_message_length", self.max_message_length)
@@ -128,6 +143,12 @@ class ErrorAggregator:
     60-minute window, an error recorded at 12:00:30 is counted until 12:59:59.999 and gone at
     13:00:00. So an error stays between ``window_minutes - 1`` and ``window_minutes`` minutes.
 
+    **The history.** :meth:`get_error_stats` and :meth:`get_recent_errors` only ever see the
+    window. The per-minute counts are kept longer, for ``history_minutes`` minutes (the window by
+    default), so that :meth:`get_timeseries` can chart more than the window: for example a
+    60-minute window with a 240-minute history. A minute leaving the window is subtracted from
+    the running totals, and its bucket is dropped when it leaves the history.
+
     **Bounds.** Messages are scrubbed of secrets and cut to ``max_message_length``; type names to
     ``max_type_length``; context values under secret-looking keys are replaced by
     ``"[REDACTED]"`` and the context is cut in size and depth. At most ``max_types`` distinct
@@ -142,6 +163,7 @@ class ErrorAggregator:
         window_minutes: int = DEFAULT_WINDOW_MINUTES,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        history_minutes: int | None = None,
         max_recent: int = DEFAULT_MAX_RECENT,
         max_types: int = DEFAULT_MAX_TYPES,
         max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
@@ -149,11 +171,16 @@ class ErrorAggregator:
     ) -> None:
         options = AggregatorOptions(
             window_minutes=window_minutes,
+            history_minutes=history_minutes,
             max_recent=max_recent,
             max_types=max_types,
             max_message_length=max_message_length,
         )
         self._options = options
+        # Resolved by AggregatorOptions (None -> window_minutes); kept as a plain int here.
+        self._history_minutes = (
+            options.window_minutes if options.history_minutes is None else options.history_minutes
+        )
         self._clock = clock
         # max_recent sizes the default store; a store passed in bounds its own ring, and reads
         # are additionally cut to max_recent.
@@ -199,6 +226,11 @@ class ErrorAggregator:
     def window_minutes(self) -> int:
         """The window length in minutes."""
         return self._options.window_minutes
+
+    @property
+    def history_minutes(self) -> int:
+        """How many minutes of per-minute counts :meth:`get_timeseries` can show."""
+        return self._history_minutes
 
     @property
     def options(self) -> AggregatorOptions:
@@ -338,11 +370,14 @@ class ErrorAggregator:
         return cast("dict[str, object]", cleaned)  # keys are made strings by the walker
 
     def _advance(self, minute: int) -> None:
-        """Move the current minute on (under the lock) and expire what fell out of the window."""
+        """Move the current minute on (under the lock): minutes that fell out of the window leave
+        the totals, and those that fell out of the history are forgotten."""
         if minute > self._minute:
             self._minute = minute
             self._minute_end = (minute + 1) * BUCKET_SECONDS
-            self._store.expire(minute - self._options.window_minutes + 1)
+            self._store.expire(
+                minute - self._options.window_minutes + 1, minute - self._history_minutes + 1
+            )
 
     def _now_minute(self) -> int:
         """Advance to the clock's current minute (under the lock) and return it."""
@@ -398,7 +433,8 @@ class ErrorAggregator:
     ) -> dict[str, Any]:
         """Per-minute counts per type over the last ``minutes`` minutes, oldest first, for charts.
 
-        ``minutes`` defaults to the window and is capped at it (it must be >= 1). ``types``
+        ``minutes`` defaults to the window and is capped at ``history_minutes`` (it must be
+        >= 1); ``"window_minutes"`` in the result is the number of minutes shown. ``types``
         restricts the series to those types (each present, zero-filled). Returns::
 
             {"window_minutes": n, "bucket_seconds": 60,
@@ -408,10 +444,9 @@ class ErrorAggregator:
              "totals": {type: count over the n minutes},
              "total": [sum of the shown series per minute], "max": largest value of "total"}
         """
-        window = self._options.window_minutes
-        span = window if minutes is None else minutes
+        span = self._options.window_minutes if minutes is None else minutes
         _positive_int("minutes", span)
-        span = min(span, window)
+        span = min(span, self._history_minutes)
         wanted = None if types is None else [self._clean_type(name) for name in types]
         with self._lock:
             current = self._now_minute()
@@ -497,11 +532,12 @@ class ErrorAggregator:
 
         Each record is a mapping like those :meth:`get_recent_errors` and listeners produce:
         ``"timestamp"`` (ISO 8601 string, Unix seconds or ``datetime``; naive means UTC),
-        ``"type"``, ``"message"``, optional ``"context"``. Records outside the window are skipped,
-        as are malformed ones; timestamps in the future are taken as now. Records are redacted
-        and bounded like live ones; listeners are not called. Best called at start-up, before
-        new errors are recorded (counts are right either way; the recent ring keeps the entries
-        added last).
+        ``"type"``, ``"message"``, optional ``"context"``. Records inside the window are counted
+        and kept as recent; older ones still inside the history only fill the time series;
+        records older than that are skipped, as are malformed ones. Timestamps in the future are
+        taken as now. Records are redacted and bounded like live ones; listeners are not called.
+        Best called at start-up, before new errors are recorded (counts are right either way;
+        the recent ring keeps the entries added last).
         """
         parsed: list[tuple[float, str, str, object]] = []
         for record in records:
@@ -514,13 +550,25 @@ class ErrorAggregator:
             parsed.append((timestamp, error_type, message, record.get("context")))
         parsed.sort(key=lambda item: item[0])
         kept = 0
+        max_types = self._options.max_types
+        # Types counted per restored history minute: the same max_types cap as live minutes.
+        history_types: dict[int, set[str]] = {}
         with self._lock:
             current = self._now_minute()
             oldest = current - self._options.window_minutes + 1
+            oldest_history = current - self._history_minutes + 1
             for timestamp, error_type, message, context in parsed:
                 stamp = min(timestamp, self._latest)
                 minute = int(stamp // BUCKET_SECONDS)
+                if minute < oldest_history:
+                    continue
                 if minute < oldest:
+                    seen = history_types.setdefault(minute, set())
+                    if error_type not in seen and len(seen) >= max_types:
+                        error_type = OTHER_ERROR_TYPE
+                    seen.add(error_type)
+                    self._store.add_history(minute, error_type)
+                    kept += 1
                     continue
                 clean_context = None if context is None else self._clean_context(context)
                 totals = self._store.totals()

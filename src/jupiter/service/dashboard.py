@@ -267,6 +267,8 @@ class JupiterDashboard:
         self.hub = hub or WebSocketHub()
         self.aggregator = ErrorAggregator(
             window_minutes=self.settings.error_window_minutes,
+            # Stats cover the window; the chart's 240-minute view needs the longer history.
+            history_minutes=self.settings.error_history_minutes,
             clock=clock,
             max_recent=max(self.settings.storage_restore_errors, 200),
         )
@@ -524,8 +526,8 @@ class JupiterDashboard:
         re-apply KEV to stored findings when the catalog changed. Never raises: a failure is
         logged and recorded, and None returned."""
         intel = self.services.get("threat_intelligence")
-        if intel is None:
-            return None
+        if intel is None or not (hasattr(intel, "akev_entries") or hasattr(intel, "kev_entries")):
+            return None  # not running, or a replacement service that stores no KEV
         refresh = self._findings_refresher() if refresh_findings else None
         try:
             outcome = await self.kev_propagator.propagate(intel, refresh_findings=refresh)

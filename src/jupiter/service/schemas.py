@@ -69,7 +69,9 @@ class Timeseries(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    window_minutes: int
+    window_minutes: int = Field(
+        description="Minutes returned: the minutes asked for, capped at the error history kept."
+    )
     bucket_seconds: int
     start: str
     end: str

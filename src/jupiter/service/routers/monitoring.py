@@ -45,8 +45,23 @@ async def feature_status(dashboard: DashboardDep) -> dict[str, Any]:
 async def errors_timeseries(
     dashboard: DashboardDep,
     minutes: Annotated[
-        int, Query(ge=1, le=7 * 24 * 60, description="Minutes to show (capped at the window).")
+        int,
+        Query(
+            ge=1,
+            le=7 * 24 * 60,
+            description=(
+                "Minutes to show (1–10080), capped at the error history kept "
+                "(setting error_history_minutes, 240 by default, never shorter than the "
+                "error-stats window). The response's window_minutes is the number returned."
+            ),
+        ),
     ] = 60,
 ) -> dict[str, Any]:
-    """Per-minute counts by type, oldest first, for the error-rate chart."""
+    """Per-minute counts by type, oldest first, for the error-rate chart.
+
+    The chart can reach further back than ``/api/error-stats``: the per-minute counts are kept
+    for ``error_history_minutes`` (240 by default) while the stats cover
+    ``error_window_minutes`` (60). So ``minutes=240`` returns 240 buckets by default; a larger
+    value is capped at the history, and ``window_minutes`` in the body says how many came back.
+    """
     return dashboard.get_error_timeseries(minutes=minutes)
