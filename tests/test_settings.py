@@ -1,4 +1,4 @@
-"""Settings: the error chart's history is validated against the error-stats window."""
+"""Settings: validators refuse unsafe values (history vs window, token length, levels, URLs)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,25 @@ def test_error_history_is_bounded(bad):
     """The history is between 1 minute and a week."""
     with pytest.raises(ValidationError, match="error_history_minutes"):
         settings(error_window_minutes=1, error_history_minutes=bad)
+
+
+def test_short_admin_token_is_refused():
+    """An admin token shorter than 16 characters is refused at startup."""
+    with pytest.raises(ValidationError, match="admin_token"):
+        settings(admin_token="short")
+    assert settings(admin_token="x" * 16).admin_token is not None
+
+
+def test_log_level_is_normalised_and_validated():
+    """log_level accepts any case of a real level and refuses anything else."""
+    assert settings(log_level="debug").log_level == "DEBUG"
+    with pytest.raises(ValidationError, match="log_level"):
+        settings(log_level="chatty")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/v1", "127.0.0.1:11434"])
+def test_llm_base_url_must_be_http(url):
+    """The LLM base URL must be an http(s) URL; other schemes are refused."""
+    with pytest.raises(ValidationError, match="llm_base_url"):
+        settings(llm_base_url=url)
+    assert settings(llm_base_url="http://127.0.0.1:11434/v1").llm_base_url

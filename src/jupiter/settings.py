@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None  # None: SQLite file in data_dir
     log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
-    admin_token: SecretStr | None = None  # None: generated at first start and stored in data_dir
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    # None: generated at first start and stored in data_dir. A set token must be long enough
+    # that guessing it over HTTP is hopeless.
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
 
     # --- service core: breakers, retries, recovery, sockets, storage writer (service area) ---
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
@@ -90,10 +92,16 @@ class Settings(BaseSettings):
             self.error_history_minutes = self.error_window_minutes
         return self
 
-    @field_validator("kev_url", "stix_url", "taxii_collection_url", mode="before")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _intel_url_is_http(cls, value: object) -> object:
-        """Intel sources are fetched over http(s) only; an empty value means "not configured"."""
+    def _log_level_upper(cls, value: object) -> object:
+        """Accept ``info`` as well as ``INFO``; anything else is refused by the Literal."""
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kev_url", "stix_url", "taxii_collection_url", "llm_base_url", mode="before")
+    @classmethod
+    def _url_is_http(cls, value: object) -> object:
+        """Sources and the LLM are reached over http(s) only; an empty value means "not set"."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if not isinstance(value, str) or not value.strip().lower().startswith(

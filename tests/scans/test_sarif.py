@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +301,64 @@ def test_other_sarif_versions_are_refused(tmp_path: Path, builders: dict[str, An
     with pytest.raises(UnsupportedFormatError) as caught:
         parse(path)
     assert caught.value.json_path == "$.version"
+
+
+def _bulky_sarif(
+    builders: dict[str, Any], results: int, *, tool_last: bool, batch: str
+) -> dict[str, Any]:
+    """A SARIF log with ``results`` distinct results; its run's tool before or after them."""
+    rules = [
+        {
+            "id": f"py/rule-{n}",
+            "shortDescription": {"text": f"Rule {n}"},
+            "properties": {"tags": ["security", f"external/cwe/cwe-{n + 20}"]},
+        }
+        for n in range(20)
+    ]
+    tool = {"driver": {"name": "BulkSAST", "version": "3.1", "rules": rules}}
+    found = [
+        builders["sarif_result"](
+            f"py/rule-{n % 20}",
+            n + 1,
+            f"tainted value number {n} reaches a sink",
+            level="error",
+            partialFingerprints={"primaryLocationLineHash": f"{batch}-{n:016x}:1"},
+        )
+        for n in range(results)
+    ]
+    run = {"results": found, "tool": tool} if tool_last else {"tool": tool, "results": found}
+    return builders["sarif_log"]([run])
+
+
+@pytest.mark.parametrize("tool_last", [False, True], ids=["tool-first", "tool-after-results"])
+def test_sarif_import_memory_does_not_grow_with_the_number_of_results(
+    tmp_path: Path, builders: dict[str, Any], session_factory: Any, tool_last: bool
+) -> None:
+    """Peak Python memory for 5x the SARIF results stays about the same, also when the run's
+    tool comes after its results and a read-ahead pass has to find it."""
+    importer = ScanImporter(session_factory, batch_size=50)
+
+    def peak_for(count: int, name: str) -> tuple[int, int]:  # (peak bytes, file bytes)
+        document = _bulky_sarif(builders, count, tool_last=tool_last, batch=name)
+        path = builders["write_json"](tmp_path / f"{name}.sarif", document)
+        del document
+        tracemalloc.start()
+        try:
+            result = importer.import_file(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert result.findings == result.new == count
+        assert result.tool == "BulkSAST"  # found by the read-ahead when the tool comes last
+        assert result.by_severity["high"] == count
+        return peak, path.stat().st_size
+
+    peak_for(50, "warm-up")  # SQLAlchemy's statement caches fill on the first import
+    small_peak, small_size = peak_for(300, "small")
+    large_peak, large_size = peak_for(1500, "large")
+    assert large_size > 4 * small_size
+    assert large_peak < small_peak * 1.5, (small_peak, large_peak)
+    assert large_peak < large_size / 2, (large_peak, large_size)  # the file is never held whole
+    with session_factory() as session:
+        stored = session.scalars(select(FindingRecord).where(FindingRecord.rule_id == "py/rule-3"))
+        assert {tuple(finding.cwe_ids) for finding in stored} == {("CWE-23",)}

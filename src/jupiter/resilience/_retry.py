@@ -21,7 +21,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn, ParamSpec, TypeAlias, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 from ._backoff import (
     DelayRequest,
@@ -399,14 +399,28 @@ def _name_of(func: object) -> str:
     return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or func)
 
 
-def _give_up_on_result(core: RetryCore, state: RetryState, result: R, reason: StopReason) -> R:
+def _decide(state: RetryState, exc: BaseException | None, result: Any, now: float) -> RetryDecision:
+    """The decision at the top of each resume step: the failed attempt raised ``exc`` or, when
+    ``exc`` is None, returned the rejected ``result``."""
+    if exc is not None:
+        return state.after_exception(exc, now)
+    return state.after_rejected_result(result, now)
+
+
+def _give_up(
+    core: RetryCore,
+    state: RetryState,
+    decision: RetryDecision,
+    exc: BaseException | None,
+    result: R,
+) -> R:
+    """End the loop: re-raise the last exception itself, or settle the last rejected result."""
+    assert decision.reason is not None
+    if exc is not None:
+        raise exc
     if core.options.raise_on_bad_result:
-        raise RetryError(result, state.attempts, reason)
+        raise RetryError(result, state.attempts, decision.reason)
     return result
-
-
-def _reraise(exc: BaseException) -> NoReturn:
-    raise exc
 
 
 def _run_hook_sync(hook: BeforeSleepHook | None, info: RetryAttempt | None) -> None:
@@ -442,15 +456,9 @@ def _resume_sync(
     now = clock.monotonic()
     state = core.start(_name_of(func), now if started is None else started, now)
     while True:
-        if exc is not None:
-            decision = state.after_exception(exc, now)
-        else:
-            decision = state.after_rejected_result(result, now)
+        decision = _decide(state, exc, result, now)
         if not decision.retry:
-            assert decision.reason is not None
-            if exc is not None:
-                _reraise(exc)
-            return _give_up_on_result(core, state, cast(R, result), decision.reason)
+            return _give_up(core, state, decision, exc, cast(R, result))
         _run_hook_sync(options.before_sleep, decision.attempt)
         clock.sleep(decision.delay)
         state.attempt_starting(clock.monotonic())
@@ -480,15 +488,9 @@ async def _resume_async(
     now = clock.monotonic()
     state = core.start(_name_of(func), now if started is None else started, now)
     while True:
-        if exc is not None:
-            decision = state.after_exception(exc, now)
-        else:
-            decision = state.after_rejected_result(result, now)
+        decision = _decide(state, exc, result, now)
         if not decision.retry:
-            assert decision.reason is not None
-            if exc is not None:
-                _reraise(exc)
-            return _give_up_on_result(core, state, cast(R, result), decision.reason)
+            return _give_up(core, state, decision, exc, cast(R, result))
         await _run_hook_async(options.before_sleep, decision.attempt)
         await clock.sleep_async(decision.delay)
         state.attempt_starting(clock.monotonic())

@@ -39,91 +39,119 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _Attempts:
-    """Counts the attempts of one safe call, for the final log line."""
+class _SafeCall:
+    """One safe call, built from the arguments: the retry policy, the guarded target, the
+    attempt count and the failure handling shared by both drivers.
 
-    __slots__ = ("count",)
+    The drivers :func:`safe_api_call` and :func:`safe_api_call_async` only differ in calling or
+    awaiting the policy, the ``on_error`` outcome and the fallback.
+    """
 
-    def __init__(self) -> None:
-        self.count = 0
+    __slots__ = ("args", "attempts", "kwargs", "log", "log_name", "on_error", "policy", "target")
 
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        max_retries: int,
+        log_name: str,
+        *,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        breaker: object | None,
+        on_error: Callable[[BaseException], object] | None,
+        initial_delay: float,
+        backoff_factor: float,
+        max_delay: float,
+        exceptions: ExceptionFilter,
+        jitter: JitterStrategy | JitterName | None,
+        deadline: float | None,
+        budget: RetryBudget | None,
+        logger: logging.Logger | None,
+        clock: Clock,
+        random: RandomSource,
+    ) -> None:
+        self.log = logger or LOGGER
+        self.log_name = log_name
+        self.on_error = on_error
+        self.args = args
+        self.kwargs: Mapping[str, Any] = kwargs or {}
+        self.attempts = 0
+        self.policy = RetryPolicy(
+            RetryOptions(
+                max_attempts=max_retries,
+                initial_delay=initial_delay,
+                backoff_factor=backoff_factor,
+                max_delay=max_delay,
+                exceptions=exceptions,
+                jitter=jitter,
+                deadline=deadline,
+                budget=budget,
+                before_sleep=self._log_retry,
+                clock=clock,
+                random=random,
+            )
+        )
+        self.target = self._guarded(func, breaker, method)
 
-def _policy(
-    log: logging.Logger,
-    log_name: str,
-    max_retries: int,
-    *,
-    initial_delay: float,
-    backoff_factor: float,
-    max_delay: float,
-    exceptions: ExceptionFilter,
-    jitter: JitterStrategy | JitterName | None,
-    deadline: float | None,
-    budget: RetryBudget | None,
-    clock: Clock,
-    random: RandomSource,
-) -> RetryPolicy:
-    def log_retry(attempt: RetryAttempt) -> None:
+    def _guarded(
+        self, func: Callable[..., Any], breaker: object | None, method: str
+    ) -> Callable[..., Any]:
+        """``func`` counted per attempt and, with a breaker, routed through ``breaker.<method>``."""
+        target: Callable[..., Any] = func
+        if breaker is not None:
+            route = getattr(breaker, method, None)
+            if not callable(route):
+                raise ValueError(f"breaker must provide a callable {method}(), got {breaker!r}")
+            target = functools.partial(route, func)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.attempts += 1
+            return target(*args, **kwargs)
+
+        return counted
+
+    def _log_retry(self, attempt: RetryAttempt) -> None:
+        log = self.log
         if log.isEnabledFor(logging.WARNING):
             cause = _describe(attempt.exception) if attempt.exception else "rejected result"
             log.warning(
                 "%s: attempt %d failed (%s); retrying in %.2fs",
-                log_name,
+                self.log_name,
                 attempt.attempt,
                 cause,
                 attempt.delay,
             )
 
-    return RetryPolicy(
-        RetryOptions(
-            max_attempts=max_retries,
-            initial_delay=initial_delay,
-            backoff_factor=backoff_factor,
-            max_delay=max_delay,
-            exceptions=exceptions,
-            jitter=jitter,
-            deadline=deadline,
-            budget=budget,
-            before_sleep=log_retry,
-            clock=clock,
-            random=random,
-        )
-    )
+    def failed(self, exc: BaseException) -> object:
+        """Log the final failure and tell ``on_error``; returns what the hook returned (for the
+        driver to finish: the async one awaits it, the sync one refuses a coroutine)."""
+        log, log_name = self.log, self.log_name
+        if isinstance(exc, CircuitOpenError):
+            log.warning(
+                "%s unavailable (circuit %s open, next trial in %.1fs); using fallback",
+                log_name,
+                scrub_secrets(exc.name, max_length=80),
+                exc.retry_after,
+            )
+        else:
+            log.error(
+                "%s failed after %d attempt(s) (%s); using fallback",
+                log_name,
+                self.attempts,
+                _describe(exc),
+            )
+        if self.on_error is None:
+            return None
+        try:
+            return self.on_error(exc)
+        except Exception as hook_error:
+            self.hook_failed(hook_error)
+            return None
 
-
-def _log_failure(log: logging.Logger, log_name: str, exc: BaseException, attempts: int) -> None:
-    if isinstance(exc, CircuitOpenError):
-        log.warning(
-            "%s unavailable (circuit %s open, next trial in %.1fs); using fallback",
-            log_name,
-            scrub_secrets(exc.name, max_length=80),
-            exc.retry_after,
-        )
-    else:
-        log.error(
-            "%s failed after %d attempt(s) (%s); using fallback",
-            log_name,
-            attempts,
-            _describe(exc),
-        )
-
-
-def _guarded(
-    func: Callable[..., Any], breaker: object | None, method: str, attempts: _Attempts
-) -> Callable[..., Any]:
-    """``func`` counted per attempt and, with a breaker, routed through ``breaker.<method>``."""
-    target: Callable[..., Any] = func
-    if breaker is not None:
-        route = getattr(breaker, method, None)
-        if not callable(route):
-            raise ValueError(f"breaker must provide a callable {method}(), got {breaker!r}")
-        target = functools.partial(route, func)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        attempts.count += 1
-        return target(*args, **kwargs)
-
-    return counted
+    def hook_failed(self, hook_error: BaseException) -> None:
+        """An exception inside ``on_error`` is logged (its type only) and otherwise ignored."""
+        self.log.error("%s: on_error hook failed (%s)", self.log_name, type(hook_error).__name__)
 
 
 def safe_api_call(
@@ -156,13 +184,16 @@ def safe_api_call(
     ``ErrorAggregator``); an exception inside it is logged and ignored. Any ``Exception`` ends in
     the fallback; cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
     """
-    log = logger or LOGGER
-    attempts = _Attempts()
     source: FallbackSource[F | None] = FallbackSource(fallback)
-    policy = _policy(
-        log,
-        log_name,
+    call = _SafeCall(
+        func,
         max_retries,
+        log_name,
+        method="call",
+        args=args,
+        kwargs=kwargs,
+        breaker=breaker,
+        on_error=on_error,
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         max_delay=max_delay,
@@ -170,23 +201,18 @@ def safe_api_call(
         jitter=jitter,
         deadline=deadline,
         budget=budget,
+        logger=logger,
         clock=clock,
         random=random,
     )
-    target = _guarded(func, breaker, "call", attempts)
     try:
-        result: T = policy.call(target, *args, **(kwargs or {}))
+        result: T = call.policy.call(call.target, *call.args, **call.kwargs)
         return result
     except Exception as exc:
-        _log_failure(log, log_name, exc, attempts.count)
-        if on_error is not None:
-            try:
-                outcome = on_error(exc)
-                if inspect.iscoroutine(outcome):
-                    outcome.close()
-                    raise TypeError("on_error is async; use safe_api_call_async")
-            except Exception as hook_error:
-                log.error("%s: on_error hook failed (%s)", log_name, type(hook_error).__name__)
+        outcome = call.failed(exc)
+        if inspect.iscoroutine(outcome):
+            outcome.close()
+            call.hook_failed(TypeError("on_error is async; use safe_api_call_async"))
         return source.resolve_sync(exc)
 
 
@@ -213,13 +239,16 @@ async def safe_api_call_async(
 ) -> T | F | None:
     """The async twin of :func:`safe_api_call`: awaits ``func``, ``breaker.call_async``, an async
     ``fallback`` factory and an async ``on_error`` hook; sleeps with ``clock.sleep_async``."""
-    log = logger or LOGGER
-    attempts = _Attempts()
     source: FallbackSource[F | None] = FallbackSource(fallback)
-    policy = _policy(
-        log,
-        log_name,
+    call = _SafeCall(
+        func,
         max_retries,
+        log_name,
+        method="call_async",
+        args=args,
+        kwargs=kwargs,
+        breaker=breaker,
+        on_error=on_error,
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         max_delay=max_delay,
@@ -227,20 +256,18 @@ async def safe_api_call_async(
         jitter=jitter,
         deadline=deadline,
         budget=budget,
+        logger=logger,
         clock=clock,
         random=random,
     )
-    target = _guarded(func, breaker, "call_async", attempts)
     try:
-        result: T = await policy.call_async(target, *args, **(kwargs or {}))
+        result: T = await call.policy.call_async(call.target, *call.args, **call.kwargs)
         return result
     except Exception as exc:
-        _log_failure(log, log_name, exc, attempts.count)
-        if on_error is not None:
+        outcome = call.failed(exc)
+        if inspect.isawaitable(outcome):
             try:
-                outcome = on_error(exc)
-                if inspect.isawaitable(outcome):
-                    await outcome
+                await outcome
             except Exception as hook_error:
-                log.error("%s: on_error hook failed (%s)", log_name, type(hook_error).__name__)
+                call.hook_failed(hook_error)
         return await source.resolve_async(exc)

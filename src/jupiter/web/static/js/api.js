@@ -70,6 +70,11 @@ export class ClientBreaker {
     return this.now() - this.openedAt >= this.openMs ? "half_open" : "open";
   }
 
+  /** Milliseconds until the next trial call while open, else 0. */
+  get retryAfterMs() {
+    return this.state === "open" ? Math.max(0, this.openMs - (this.now() - this.openedAt)) : 0;
+  }
+
   async call(fn) {
     if (this.state === "open") {
       const error = new ApiError(0, {
@@ -79,7 +84,7 @@ export class ClientBreaker {
           recoverable: true,
         },
       });
-      error.retryAfterMs = this.openMs - (this.now() - this.openedAt);
+      error.retryAfterMs = this.retryAfterMs;
       throw error;
     }
     try {
