@@ -310,6 +310,82 @@ async def test_thousand_tasks_exact_accounting() -> None:
     assert breaker.half_open_in_flight == 0
 
 
+@pytest.mark.usefixtures("fast_switching")
+async def test_threads_and_tasks_share_one_breaker_with_exact_accounting() -> None:
+    """32 threads and 1,000 asyncio tasks hammer one breaker at once; each call counts once."""
+    clock = FakeClock()
+    breaker = _stress_breaker(clock)
+    kinds = ("succeeded", "failed", "rejected", "ignored")
+    thread_counts = [dict.fromkeys(kinds, 0) for _ in range(32)]
+    task_counts = dict.fromkeys(kinds, 0)
+    go = threading.Event()
+
+    def thread_worker(index: int) -> None:
+        rng = random.Random(index)
+        counts = thread_counts[index]
+        go.wait()
+        for step in range(500):
+            if step % 50 == 0:
+                clock.advance(0.3)
+            roll = rng.random()
+            try:
+                if roll < 0.15:
+                    breaker.call(_raise_boom)
+                elif roll < 0.2:
+                    breaker.call(_raise_neutral)
+                else:
+                    breaker.call(_ok)
+            except CircuitOpenError:
+                counts["rejected"] += 1
+            except Boom:
+                counts["failed"] += 1
+            except Neutral:
+                counts["ignored"] += 1
+            else:
+                counts["succeeded"] += 1
+
+    async def remote(kind: str) -> str:
+        await asyncio.sleep(0)
+        if kind == "fail":
+            raise Boom()
+        if kind == "neutral":
+            raise Neutral()
+        return "ok"
+
+    async def task(index: int) -> None:
+        rng = random.Random(10_000 + index)
+        for _ in range(10):
+            roll = rng.random()
+            kind = "fail" if roll < 0.15 else "neutral" if roll < 0.2 else "ok"
+            try:
+                await breaker.call_async(remote, kind)
+            except CircuitOpenError:
+                task_counts["rejected"] += 1
+            except Boom:
+                task_counts["failed"] += 1
+            except Neutral:
+                task_counts["ignored"] += 1
+            else:
+                task_counts["succeeded"] += 1
+
+    threads = [threading.Thread(target=thread_worker, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    await asyncio.gather(*(task(i) for i in range(1_000)))
+    for thread in threads:
+        await asyncio.to_thread(thread.join)
+    totals = {
+        kind: task_counts[kind] + sum(counts[kind] for counts in thread_counts) for kind in kinds
+    }
+    metrics = breaker.metrics
+    assert metrics.calls == 32 * 500 + 1_000 * 10
+    assert {kind: getattr(metrics, kind) for kind in kinds} == totals
+    assert totals["rejected"] > 0
+    assert totals["failed"] > 0
+    assert breaker.half_open_in_flight == 0
+
+
 # --------------------------------------------------------------------------- lock discipline
 
 
