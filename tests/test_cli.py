@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import websockets
 
-from jupiter.cli import build_parser, main
+from jupiter.cli import WS_MAX_FRAME_BYTES, build_parser, main
 from jupiter.service.app import create_app
-from support.jupiter_app import fast_settings
+from support.jupiter_app import fast_settings, recv_event, send_event
 from support.kev_upstream import KevUpstream, kev_catalog, kev_record
-from support.server import ServerThread, free_port
+from support.server import ServerThread, free_port, wait_until_healthy
 
 
 @pytest.fixture
@@ -114,3 +121,100 @@ def test_a_command_is_required():
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`jupiter serve --port P` in a subprocess, with no --host: ``(url, port)``."""
+    data_dir = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JUPITER_")},
+        "JUPITER_DATA_DIR": str(data_dir),
+        "JUPITER_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = data_dir / "serve.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupiter.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=data_dir,  # no stray .env
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", 30, process)
+        printed = re.search(r"running at (http://\S+?)/?$", log_path.read_text(), re.MULTILINE)
+        assert printed, log_path.read_text()
+        yield printed.group(1), port
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses of every listening TCP socket on ``port`` (IPv4 and IPv6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+def non_loopback_address() -> str | None:
+    """This machine's outward IPv4 address, if it has one (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+def test_serve_without_host_listens_on_loopback_only(served):
+    """`jupiter serve` with no --host prints a 127.0.0.1 URL and listens on 127.0.0.1 alone."""
+    url, port = served
+    assert url == f"http://127.0.0.1:{port}"
+    # 127.0.0.1 in /proc's little-endian hex; no 0.0.0.0 or IPv6 listener on the port.
+    assert listening_addresses(port) == ["0100007F"]
+    outward = non_loopback_address()
+    if outward is not None:
+        with pytest.raises(OSError):
+            socket.create_connection((outward, port), timeout=2).close()
+
+
+async def test_serve_answers_oversize_messages_with_an_error_and_refuses_giant_frames(served):
+    """Under `jupiter serve`, a message over the app's limit but under uvicorn's frame limit
+    gets an `error` event on an open socket; a frame over the frame limit is closed with 1009."""
+    url, _ = served
+    ws_url = url.replace("http://", "ws://") + "/ws"
+    too_long = json.dumps({"event": "chat_message", "data": {"message": "x" * (2 << 20)}})
+    assert 16 * 1024 < len(too_long) < WS_MAX_FRAME_BYTES
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        await recv_event(ws, "status_update")
+        await ws.send(too_long)
+        error = await recv_event(ws, "error")
+        assert error["data"]["type"] == "message_too_large"
+        await send_event(ws, "request_status")
+        assert (await recv_event(ws, "status_update"))["event"] == "status_update"
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        await recv_event(ws, "status_update")
+        await ws.send("x" * (WS_MAX_FRAME_BYTES + 1))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await recv_event(ws, "error")
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009

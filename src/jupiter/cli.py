@@ -17,7 +17,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["WS_MAX_FRAME_BYTES", "build_parser", "main", "ws_max_frame_bytes"]
+
+#: The largest WebSocket frame uvicorn accepts; above it the server closes the socket with code
+#: 1009 (message too big) before the app sees the frame. The app's own limit
+#: (``JUPITER_WS_MAX_MESSAGE_BYTES``, 16 KiB by default, at most 1 MiB) is kept well below it,
+#: so a message that is merely too long gets an ``error`` event and the socket stays open.
+WS_MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+def ws_max_frame_bytes(settings: Any) -> int:
+    """uvicorn's ``ws_max_size``: :data:`WS_MAX_FRAME_BYTES`, and at least 4x the app's limit."""
+    return max(WS_MAX_FRAME_BYTES, 4 * int(settings.ws_max_message_bytes))
 
 
 def _settings(**overrides: Any) -> Any:
@@ -89,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         log_config=None,  # our handler (request IDs, JSON, secret scrubbing) is already installed
         access_log=False,  # the request middleware logs each request with its ID
-        ws_max_size=max(settings.ws_max_message_bytes * 4, 1 << 20),
+        ws_max_size=ws_max_frame_bytes(settings),
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])

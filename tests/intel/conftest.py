@@ -3,20 +3,18 @@ schema so parallel suites never see each other's rows), settings and the real re
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from jupiter.intel.models import IntelSourceState, PulseFeedState, PulseItemRow, ThreatItemRow
 from jupiter.resilience.testing import FakeClock
 from jupiter.settings import Settings
-from jupiter.storage.base import Base
+from support.databases import engine_per_backend, sqlite_engine
 
 INTEL_TABLES = [
     ThreatItemRow.__table__,
@@ -32,16 +30,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine, tables=INTEL_TABLES)
-    return engine
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A SQLite file database holding the intel tables."""
-    engine = _sqlite_engine(tmp_path / "intel.db")
+    engine = sqlite_engine(tmp_path / "intel.db", INTEL_TABLES)
     yield engine
     engine.dispose()
 
@@ -55,25 +47,7 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The intel tables on SQLite, then on the real PostgreSQL (a throwaway schema)."""
-    if request.param == "sqlite":
-        engine = _sqlite_engine(tmp_path / "intel.db")
-        yield engine
-        engine.dispose()
-        return
-    url = request.getfixturevalue("postgres_url")
-    schema = f"intel_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        Base.metadata.create_all(engine, tables=INTEL_TABLES)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from engine_per_backend(request, tmp_path / "intel.db", "intel", INTEL_TABLES)
 
 
 @pytest.fixture

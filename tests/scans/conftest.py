@@ -15,28 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import jupiter.scans.models  # noqa: F401 - registers the scan tables on Base
 from jupiter.resilience.testing import FakeClock
 from jupiter.scans import FindingEnricher, KevCatalog, ScanImporter
 from jupiter.scans.models import FindingRecord, ScanFindingLink, ScanRecord
-from jupiter.storage.base import Base
+from support.databases import engine_per_backend, sqlite_engine
 
 SCAN_TABLES = [ScanRecord.__table__, FindingRecord.__table__, ScanFindingLink.__table__]
-
-
-def _sqlite(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine, tables=SCAN_TABLES)
-    return engine
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A SQLite file database holding the scan tables."""
-    engine = _sqlite(tmp_path / "scans.db")
+    engine = sqlite_engine(tmp_path / "scans.db", SCAN_TABLES)
     yield engine
     engine.dispose()
 
@@ -44,25 +38,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The scan tables on SQLite, then on the real PostgreSQL (a throwaway schema)."""
-    if request.param == "sqlite":
-        engine = _sqlite(tmp_path / "scans.db")
-        yield engine
-        engine.dispose()
-        return
-    url = request.getfixturevalue("postgres_url")
-    schema = f"scans_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        Base.metadata.create_all(engine, tables=SCAN_TABLES)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from engine_per_backend(request, tmp_path / "scans.db", "scans", SCAN_TABLES)
 
 
 @pytest.fixture

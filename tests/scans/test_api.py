@@ -3,6 +3,7 @@ and the scan_processing guards (feature flag, breaker) that keep the rest of Jup
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -354,3 +355,104 @@ async def test_refresh_kev_after_a_feed_sync_marks_older_findings(
         exploited = (await http.get("/api/findings", params={"kev": True})).json()["items"]
     assert [item["rule_id"] for item in exploited] == ["CVE-2021-44228"]
     assert exploited[0]["kev"][0]["ransomware"] is True
+
+
+def trivy_with_severities(builders: dict[str, Any], artifact: str, *entries: tuple[str, str]):
+    """A Trivy report for ``artifact`` with one vulnerability per (CVE, Trivy severity)."""
+    vulns = [
+        builders["trivy_vulnerability"](cve, f"pkg-{cve.lower()}", "1.0", "1.1", severity)
+        for cve, severity in entries
+    ]
+    report = builders["trivy_report"](
+        [
+            {
+                "Target": "img (debian 12)",
+                "Class": "os-pkgs",
+                "Type": "debian",
+                "Vulnerabilities": vulns,
+            }
+        ],
+        artifact=artifact,
+    )
+    return json.dumps(report).encode()
+
+
+async def test_scans_list_paginates_newest_first_with_limit_and_offset(
+    client: tuple[Any, httpx.AsyncClient], builders: dict[str, Any]
+) -> None:
+    """GET /api/scans pages through every scan exactly once, newest first; bad bounds are 422."""
+    _app, http = client
+    uploaded = []
+    for n in range(5):
+        body = trivy_with_severities(
+            builders, f"registry.example/app-{n}:1", (f"CVE-2024-{n}", "LOW")
+        )
+        response = await http.post(f"/api/scans?filename=scan-{n}.json", content=body)
+        assert response.status_code == 201, response.text
+        uploaded.append(response.json()["scan_id"])
+    pages = []
+    for offset in (0, 2, 4):
+        page = (await http.get("/api/scans", params={"limit": 2, "offset": offset})).json()
+        assert (page["total"], page["limit"], page["offset"]) == (5, 2, offset)
+        pages.append([item["id"] for item in page["items"]])
+    assert pages == [uploaded[::-1][0:2], uploaded[::-1][2:4], uploaded[::-1][4:]]
+    newest = (await http.get("/api/scans", params={"limit": 1})).json()["items"][0]
+    assert newest["source_name"] == "scan-4.json"
+    assert newest["asset"] == "registry.example/app-4:1"
+    beyond = (await http.get("/api/scans", params={"offset": 5})).json()
+    assert beyond["items"] == []
+    assert beyond["total"] == 5
+    default = (await http.get("/api/scans")).json()
+    assert (default["limit"], default["offset"], len(default["items"])) == (50, 0, 5)
+    for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "many"}):
+        refused = await http.get("/api/scans", params=params)
+        assert refused.status_code == 422, params
+        assert refused.json()["error"]["message"]
+
+
+async def test_scan_detail_has_its_identity_counts_and_findings_link(
+    tmp_path: Path, kev_snapshot: Path, builders: dict[str, Any]
+) -> None:
+    """GET /api/scans/{id}: tool, version, asset, size, SHA-256, time, counts by severity and
+    KEV, and a findings_url that lists exactly that scan's findings."""
+    settings = fast_settings(tmp_path, intel_file=kev_snapshot)
+    clock = FakeClock(wall_start=1_750_000_000.0)
+    async with running_app(settings, clock=clock) as (app, http):
+        await app.state.dashboard.service("intel").sync_feeds(sources=["file"])
+        first = trivy_with_severities(
+            builders,
+            "registry.example/web:2.3",
+            ("CVE-2021-44228", "CRITICAL"),  # in KEV: critical-exploited
+            ("CVE-2024-3094", "CRITICAL"),
+            ("CVE-2024-0001", "HIGH"),
+            ("CVE-2024-0002", "MEDIUM"),
+            ("CVE-2024-0003", "MEDIUM"),
+            ("CVE-2024-0004", "UNKNOWN"),
+        )
+        created = await http.post("/api/scans?filename=web.json", content=first)
+        assert created.status_code == 201, created.text
+        scan_id = created.json()["scan_id"]
+        # A second scan sharing one finding: its counts must not leak into the first's.
+        second = trivy_with_severities(
+            builders, "registry.example/web:2.3", ("CVE-2024-0001", "HIGH"), ("CVE-2024-9", "LOW")
+        )
+        assert (await http.post("/api/scans", content=second)).status_code == 201
+        detail = (await http.get(f"/api/scans/{scan_id}")).json()
+        listed = (await http.get(detail["findings_url"])).json()
+    assert detail["id"] == scan_id
+    assert detail["format"] == "trivy"
+    assert detail["tool"] == "trivy"
+    assert detail["asset"] == "registry.example/web:2.3"
+    assert detail["source_name"] == "web.json"
+    assert detail["size_bytes"] == len(first)
+    assert detail["sha256"] == hashlib.sha256(first).hexdigest()
+    assert detail["imported_at"] == "2025-06-15T15:06:40Z"  # the injected clock's wall time
+    assert detail["finding_count"] == detail["new_count"] == 6
+    summary = detail["summary"]
+    assert summary["by_severity"] == {"critical": 2, "high": 1, "medium": 2, "low": 0, "info": 1}
+    assert summary["kev_exploited"] == 1
+    assert (summary["findings"], summary["new"], summary["existing"]) == (6, 6, 0)
+    assert detail["findings_url"] == f"/api/findings?scan_id={scan_id}"
+    assert listed["total"] == 6
+    assert listed["items"][0]["rule_id"] == "CVE-2021-44228"  # KEV-exploited first
+    assert "CVE-2024-9" not in {item["rule_id"] for item in listed["items"]}

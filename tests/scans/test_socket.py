@@ -1,5 +1,6 @@
 """Import progress on the socket, end to end: a real uvicorn on 127.0.0.1, a real WebSocket
-client, uploads over real HTTP with ``wait=false``."""
+client, uploads over real HTTP with ``wait=false``; scan_error compared with real chat_error
+events."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import websockets
 
 from jupiter.service.app import create_app
-from support.jupiter_app import fast_settings
+from support.jupiter_app import fast_settings, recv_event, send_event
 from support.server import ServerThread
 
 
@@ -109,3 +110,62 @@ async def test_bad_file_in_background_gets_scan_error_with_chat_error_fields(
     assert listing["total"] == 0
     assert job["status"] == "error"
     assert job["error"]["location"] == data["location"]
+
+
+def _types(data: dict[str, Any]) -> dict[str, str]:
+    return {key: type(value).__name__ for key, value in data.items()}
+
+
+async def test_scan_error_carries_every_field_of_a_real_chat_error(server: ServerThread) -> None:
+    """Bad input on both channels: scan_error has every field chat_error has, with the same
+    types, plus where the problem is."""
+    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+        await send_event(ws, "chat_message", {"message": "   "})
+        chat_error = (await recv_event(ws, "chat_error"))["data"]
+        accepted = await http.post(
+            server.url + "/api/scans?wait=false",
+            content=b'{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, '
+            b'"results": [{"ruleId": "a", "level": "loud", "message": {"text": "m"}}]}]}',
+        )
+        assert accepted.status_code == 202, accepted.text
+        events = await scan_events(ws, accepted.json()["job_id"], {"scan_complete", "scan_error"})
+    scan_error = events[-1]["data"]
+    assert events[-1]["event"] == "scan_error"
+    assert chat_error["type"] == "empty_message"
+    assert set(chat_error) >= {"type", "message", "recoverable", "suggestion", "timestamp"}
+    missing = set(chat_error) - set(scan_error)
+    assert not missing, f"scan_error lacks chat_error's {sorted(missing)}"
+    assert {key: _types(scan_error)[key] for key in chat_error} == _types(chat_error)
+    assert scan_error["type"] == "malformed_scan"
+    assert scan_error["location"] == {"json_path": "$.runs[0].results[0].level"}
+    assert "status" not in scan_error  # a socket event has no HTTP status, like chat_error
+
+
+async def test_breaker_open_scan_error_matches_breaker_open_chat_error(
+    server: ServerThread, builders: dict[str, Any]
+) -> None:
+    """With each component's breaker open, scan_error carries chat_error's error fields,
+    retry_after included, and both say the failure is recoverable."""
+    dashboard = server.app.state.dashboard
+    dashboard.breaker("chat").force_open()
+    dashboard.breaker("scans").force_open()
+    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+        await send_event(ws, "chat_message", {"message": "What is CWE-79?"})
+        chat_error = await recv_event(ws, "chat_error", "chat_response")
+        accepted = await http.post(
+            server.url + "/api/scans?wait=false", content=big_trivy(builders, 3)
+        )
+        assert accepted.status_code == 202, accepted.text
+        events = await scan_events(ws, accepted.json()["job_id"], {"scan_complete", "scan_error"})
+    assert chat_error["event"] == "chat_error"
+    assert events[-1]["event"] == "scan_error"
+    chat_data, scan_data = chat_error["data"], events[-1]["data"]
+    # fallback (the canned chat answer) and feature_status belong to the chat reply itself.
+    error_fields = set(chat_data) - {"fallback", "feature_status"}
+    assert error_fields >= {"type", "message", "recoverable", "suggestion", "timestamp"}
+    assert "retry_after" in error_fields
+    missing = error_fields - set(scan_data)
+    assert not missing, f"scan_error lacks chat_error's {sorted(missing)}"
+    assert chat_data["recoverable"] is scan_data["recoverable"] is True
+    assert scan_data["type"] == "scan_processing_unavailable"
+    assert scan_data["retry_after"] > 0

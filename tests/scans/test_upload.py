@@ -1,17 +1,26 @@
 """Spooling uploads: raw and multipart bodies go to disk; oversize, truncated and malformed
-uploads are refused and leave no file behind."""
+uploads are refused and leave no file behind; a multi-megabyte upload over real HTTP is spooled
+as it arrives."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import json
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from jupiter.scans import MalformedScanError, TruncatedUploadError, UploadTooLargeError
 from jupiter.scans._upload import spool_upload
+from jupiter.service.app import create_app
+from support.jupiter_app import fast_settings
+from support.server import ServerThread
 
 BOUNDARY = "jupiterboundary42"
+MB = 1024 * 1024
 
 
 async def chunks_of(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
@@ -142,3 +151,93 @@ async def test_multipart_without_file_part_or_empty_body_is_refused(tmp_path: Pa
             directory=tmp_path,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def write_big_sarif(path: Path, results: int, tool_name: str = "SpoolSAST") -> int:
+    """Stream a SARIF log with ``results`` distinct results to ``path``; returns its size."""
+    tool = {"driver": {"name": tool_name, "version": "1.0", "rules": [{"id": "py/taint"}]}}
+    with path.open("w", encoding="utf-8") as out:
+        header = {"version": "2.1.0", "runs": [{"tool": tool, "results": []}]}
+        opening = json.dumps(header)[: -len("]}]}")]  # open the results array
+        out.write(opening + "\n")
+        for n in range(results):
+            result = {
+                "ruleId": "py/taint",
+                "level": "warning",
+                "message": {"text": f"user input {n} reaches a sink: " + "taint -> " * 150},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": f"src/module_{n % 50}.py"},
+                            "region": {"startLine": n + 1, "startColumn": 3},
+                        }
+                    }
+                ],
+            }
+            out.write(("," if n else "") + json.dumps(result) + "\n")
+        out.write("]}]}\n")
+    return path.stat().st_size
+
+
+def test_multi_megabyte_upload_over_http_is_spooled_to_disk_as_it_arrives(
+    tmp_path: Path,
+) -> None:
+    """A 6 MB SARIF POSTed to a real uvicorn: a spool file grows on disk while the body is still
+    being sent, traced memory stays well below the body size, and the import succeeds."""
+    scan = tmp_path / "big.sarif"
+    results = 4_000
+    size = write_big_sarif(scan, results)
+    assert size > 5 * MB
+    uploads = tmp_path / "data" / "uploads"
+    seen_while_sending: list[tuple[int, int]] = []  # (bytes sent, bytes spooled)
+    peak_while_sending: list[int] = []
+
+    def spooled_bytes() -> int:
+        return sum(path.stat().st_size for path in uploads.glob("scan-*.upload"))
+
+    def body() -> Iterator[bytes]:
+        sent = 0
+        with scan.open("rb") as handle:
+            while chunk := handle.read(64 * 1024):
+                if sent + len(chunk) == size:
+                    # Before the last chunk the server cannot have started importing: this is
+                    # the memory the upload itself took, on both ends.
+                    peak_while_sending.append(tracemalloc.get_traced_memory()[1])
+                if sent >= size // 2 and not seen_while_sending:
+                    deadline = time.monotonic() + 20
+                    while spooled_bytes() < MB and time.monotonic() < deadline:
+                        time.sleep(0.01)  # waits for the server to catch up, not for a timeout
+                    seen_while_sending.append((sent, spooled_bytes()))
+                sent += len(chunk)
+                yield chunk
+
+    small = tmp_path / "small.sarif"
+    write_big_sarif(small, 3, tool_name="WarmUpSAST")
+    with (
+        ServerThread(create_app(fast_settings(tmp_path / "data"))) as server,
+        httpx.Client(base_url=server.url, timeout=120) as http,
+    ):
+        # A first small import loads the code paths, so only the big upload is measured.
+        assert http.post("/api/scans", content=small.read_bytes()).status_code == 201
+        tracemalloc.start()
+        try:
+            response = http.post(
+                "/api/scans?filename=big.sarif",
+                content=body(),
+                headers={"content-type": "application/octet-stream"},
+            )
+        finally:
+            tracemalloc.stop()
+        scan_body = http.get(response.json()["scan_url"]).json()
+    assert response.status_code == 201, response.text
+    summary = response.json()
+    assert summary["findings"] == summary["new"] == results
+    assert summary["tool"] == "SpoolSAST"
+    assert summary["size_bytes"] == size
+    assert scan_body["size_bytes"] == size
+    [(sent, spooled)] = seen_while_sending
+    assert sent < size  # the spool file was growing before the client had sent everything
+    assert spooled >= MB
+    [peak] = peak_while_sending
+    assert peak < size / 4, (peak, size)
+    assert list(uploads.glob("scan-*.upload")) == []  # the spool file is removed after import

@@ -179,3 +179,37 @@ async def test_socket_stays_responsive_while_chat_hangs(chat_server, openai_upst
         final = await recv_event(ws, "chat_response", "chat_error", timeout=20)
         assert final["event"] == "chat_error"
     openai_upstream.release()
+
+
+async def test_each_socket_has_its_own_history_of_the_last_ten_messages(
+    chat_server, openai_upstream
+):
+    """Two sockets chatting at once: the upstream never sees one socket's turns in the other's
+    request, and each request carries only that socket's last 10 messages."""
+    import asyncio
+
+    openai_upstream.set_reply(None)  # echo the question, so replies name their socket too
+    turns = 7
+
+    async def chat(name: str) -> None:
+        async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+            for turn in range(turns):
+                await send_event(ws, "chat_message", {"message": f"{name} question {turn}"})
+                reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
+                assert reply["event"] == "chat_response", reply
+
+    await asyncio.gather(chat("alpha"), chat("bravo"))
+    requests = [r.messages for r in openai_upstream.completion_requests]
+    assert len(requests) == 2 * turns
+    for messages in requests:
+        owner = messages[-1]["content"].split()[0]
+        turn = int(messages[-1]["content"].split()[-1])
+        history = messages[1:-1]
+        assert messages[0]["role"] == "system"
+        assert len(history) == min(2 * turn, 10)
+        assert all(owner in m["content"] for m in history), messages
+        other = "bravo" if owner == "alpha" else "alpha"
+        assert not any(other in m["content"] for m in messages)
+        # Only the newest turns are kept: the oldest one left is (turn - 5) once history is full.
+        if history:
+            assert history[0]["content"].endswith(f"question {max(0, turn - 5)}")

@@ -172,3 +172,78 @@ async def test_errors_recorded_before_shutdown_are_restored_on_the_next_start(
     assert [e["message"] for e in errors] == ["KEV feed timed out"]
     assert errors[0]["context"]["password"] == "[REDACTED]"
     assert stats["errors_by_type"] == {"api_failure": 1}
+
+
+class SteppedSleep:
+    """The dashboard's background-loop sleep, released one step at a time by the test.
+
+    Sleeps of ``interval`` wait for :meth:`step`; any other loop's sleep parks for good.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.requested: list[float] = []
+        self._steps: asyncio.Queue[None] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.requested.append(seconds)
+        if seconds != self.interval:
+            await asyncio.Event().wait()
+        await self._steps.get()
+
+    def step(self) -> None:
+        self._steps.put_nowait(None)
+
+    @property
+    def waits(self) -> int:
+        return self.requested.count(self.interval)
+
+
+class FlakySync:
+    """An intel component whose first sync fails (stands in for the intel service)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def sync_feeds(self) -> dict:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("feed host unreachable")
+        return {"success": True, "stored": 0, "sources": {}}
+
+
+async def eventually(condition, timeout: float = 5.0) -> None:
+    """Wait (real time, briefly) until ``condition()`` holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_periodic_feed_sync_runs_on_its_interval_and_survives_a_failing_sync(
+    settings_factory, clock
+):
+    """The sync task waits intel_sync_interval_seconds between syncs; a sync that raises is
+    logged and the next one still runs."""
+    interval = 45.0
+    sleep = SteppedSleep(interval)
+    intel = FlakySync()
+    settings = settings_factory(intel_sync_interval_seconds=interval)
+    async with running_app(
+        settings, clock=clock, sleep=sleep, factories={"threat_intelligence": lambda ctx: intel}
+    ) as (app, _):
+        await eventually(lambda: sleep.waits == 1)
+        assert intel.calls == 0  # nothing before the first interval has passed
+        for expected in (1, 2, 3):
+            sleep.step()
+            await eventually(lambda expected=expected: intel.calls == expected)
+            await eventually(lambda expected=expected: sleep.waits == expected + 1)
+        assert app.state.dashboard._sync_task is not None
+        assert not app.state.dashboard._sync_task.done()
+        # While intel is disabled the task skips the sync and keeps its rhythm.
+        app.state.dashboard.disable_feature("intel", "maintenance")
+        sleep.step()
+        await eventually(lambda: sleep.waits == 5)
+        assert intel.calls == 3
+    assert {seconds for seconds in sleep.requested if seconds != interval} == {
+        settings.component_recovery_interval_seconds
+    }

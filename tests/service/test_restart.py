@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from jupiter.storage import Database
 from jupiter.storage.models import ErrorRecord, StateChange
+from support.databases import postgres_schema, search_path_url
 from support.server import ServerProcess, free_port
 
 
@@ -36,16 +35,8 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'data' / 'jupiter.db'}"
         return
     base = request.getfixturevalue("postgres_url")
-    schema = f"jupiter_restart_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base, "jupiter_restart") as schema:
+        yield search_path_url(base, schema)
 
 
 def test_kill_9_and_restart_keeps_recent_errors_and_history(tmp_path, database_url):

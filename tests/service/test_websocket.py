@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
 
@@ -125,15 +126,31 @@ async def test_disabled_chat_answers_with_the_fallback(server):
 
 
 async def test_request_threats_gets_loading_then_update(server):
-    """threats_loading, then threats_update with count and success."""
+    """threats_loading, then threats_update whose count is the number of matching items, the
+    same as the REST API's (filtered or not), and success."""
     async with websockets.connect(server.ws_url + "/ws") as ws:
         await send_event(ws, "request_threats")
         loading = await recv_event(ws, "threats_loading", "threats_update", "threats_error")
         assert loading["event"] == "threats_loading"
         update = await recv_event(ws, "threats_update", "threats_error", timeout=30)
+        await send_event(ws, "request_threats", {"filters": {"query": "ransomware", "limit": 5}})
+        filtered = await recv_event(ws, "threats_update", "threats_error", timeout=30)
     assert update["event"] == "threats_update"
     assert update["data"]["success"] is True
-    assert update["data"]["count"] == len(update["data"]["items"]) or update["data"]["count"] > 0
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        everything = (await client.get("/api/threats", params={"limit": 1000})).json()
+        matching = (
+            await client.get("/api/threats", params={"q": "ransomware", "limit": 1000})
+        ).json()
+    assert everything["count"] > 0
+    assert update["data"]["count"] == everything["count"]
+    assert update["data"]["returned"] == len(update["data"]["items"])
+    assert update["data"]["count"] >= len(update["data"]["items"])
+    # A filter narrows the count to the matching items, not to the page returned.
+    assert 5 < matching["count"] < everything["count"]
+    assert filtered["data"]["count"] == matching["count"]
+    assert len(filtered["data"]["items"]) == 5
+    assert all("ransomware" in json.dumps(item).lower() for item in matching["items"])
 
 
 async def test_request_threats_while_disabled_gets_threats_error(server):
@@ -207,3 +224,50 @@ async def test_publish_from_any_thread_reaches_every_socket(server):
         for ws in (a, b):
             event = await recv_event(ws, "scan_progress")
             assert event["data"] == {"percent": 40}
+
+
+async def test_open_period_ending_pushes_half_open_without_any_request(settings_factory, clock):
+    """When a breaker's open time passes, every socket gets a status_update showing half_open,
+    though no call through the breaker (which would make the change) was made."""
+    settings = settings_factory(breaker_failure_threshold=2, breaker_timeout_seconds=30.0)
+    app = create_app(settings, clock=clock, breaker_watch_interval=0.05)
+    with ServerThread(app) as running:
+        breaker = running.app.state.dashboard.breakers["community_pulse"]
+
+        def fail() -> None:
+            raise ConnectionError("feed host unreachable")
+
+        async with websockets.connect(running.ws_url + "/ws") as ws:
+            await recv_event(ws, "status_update")
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    await asyncio.to_thread(breaker.call, fail)
+            opened = await recv_event(ws, "status_update")
+            assert opened["data"]["features"]["community_pulse"]["circuit_breaker"] == "open"
+            calls = breaker.metrics.calls
+            clock.advance(29)
+            await asyncio.sleep(0.3)  # the watcher looks several times; still open
+            assert breaker.state.value == "open"
+            clock.advance(2)
+            pushed = await recv_event(ws, "status_update", timeout=5)
+            assert pushed["data"]["features"]["community_pulse"]["circuit_breaker"] == "half_open"
+            assert breaker.metrics.calls == calls
+
+
+def test_docs_show_a_json_example_for_every_event():
+    """docs/websocket.md has a JSON example of every event either side sends."""
+    import re
+    from pathlib import Path
+
+    from jupiter.service.protocol import CLIENT_EVENTS, SERVER_EVENTS
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
+    blocks = re.findall(r"```json\n(.*?)```", docs.read_text(encoding="utf-8"), re.DOTALL)
+    shown = set()
+    for block in blocks:
+        if "<name>" in block:
+            continue  # the envelope's outline, not an example
+        shown.add(json.loads(block)["event"])  # each example is one valid message
+    missing = (set(CLIENT_EVENTS) | set(SERVER_EVENTS)) - shown
+    assert not missing, f"no JSON example for {sorted(missing)}"
+    assert "1009" in docs.read_text(encoding="utf-8")

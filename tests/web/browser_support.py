@@ -79,6 +79,20 @@ def reset_upstreams(jupiter: Jupiter) -> None:
         jupiter.admin_post(f"/api/reset-circuit-breaker/{name}")
 
 
+#: Elements inside the page's panels that scroll sideways, hiding part of their content (a
+#: table wider than its scroll box, say): the page itself may fit while a column is cut off.
+CLIPPED_INSIDE_PANELS = """() => [...document.querySelectorAll('main *, .card *')]
+    .filter((el) => el.offsetParent !== null && el.clientWidth > 0)
+    .filter((el) => {
+        const overflowX = getComputedStyle(el).overflowX;
+        const scrolls = overflowX === 'auto' || overflowX === 'scroll';
+        return el.tagName === 'TABLE' ? el.scrollWidth > el.parentElement.clientWidth + 1
+                                      : scrolls && el.scrollWidth > el.clientWidth + 1;
+    })
+    .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${[...el.classList].join('.')}`
+                 + ` ${el.scrollWidth}>${el.clientWidth}`)"""
+
+
 def screenshots(browser: Any, url: str, name: str, ready: str, *, before: Any = None) -> list[Path]:
     """Screenshots of ``url`` at 1280 and 390 px, light and dark, under artifacts/pages/.
 
@@ -101,6 +115,8 @@ def screenshots(browser: Any, url: str, name: str, ready: str, *, before: Any = 
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+            clipped = shot_page.evaluate(CLIPPED_INSIDE_PANELS)
+            assert clipped == [], f"{name} hides content behind a sideways scroll at {width}px"
             path = ARTIFACTS / f"{name}-{width}-{scheme}.png"
             shot_page.screenshot(path=str(path), full_page=True)
             written.append(path)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from support.jupiter_app import ADMIN, ADMIN_TOKEN
 from web.browser_support import (
+    ARTIFACTS,
     XSS_FLAG,
     Jupiter,
     reset_upstreams,
@@ -173,6 +175,80 @@ def test_console_adds_no_failures_while_features_are_degraded(page: Any, jupiter
     assert len(jupiter.kev.requests) == kev_before
     assert jupiter.http.get("/api/error-stats").json()["total_errors"] == errors_before
     reset_upstreams(jupiter)
+
+
+def wait_for_calls(page: Any, calls: list[str], count: int) -> None:
+    """Wait (real time, the page clock is fake) until ``calls`` holds ``count`` requests."""
+    for _ in range(50):
+        if len(calls) >= count:
+            break
+        page.wait_for_timeout(100)
+    assert len(calls) == count, calls
+
+
+def test_console_breaker_pauses_a_failing_endpoint_then_recovers(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """After 3 failed /api/error-stats calls the console stops calling, says so, and recovers."""
+    reset_upstreams(jupiter)
+    calls: list[str] = []
+    failing = True
+
+    def error_stats(route: Any) -> None:
+        calls.append(route.request.url)
+        if failing:
+            body = {"error": {"type": "service_unavailable", "message": "Stats are down"}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+        else:
+            route.continue_()
+
+    page.clock.install()  # Date and timers: the 10 s poll and the 15 s cooldown run on demand
+    page.route("**/api/error-stats", error_stats)
+    sign_in(page, jupiter)
+    note = page.locator("#stats-note")
+    banner = page.locator("#console-degraded")
+    expect(note).to_have_attribute("data-state", "failing")
+    expect(note).to_contain_text("Stats are down")
+    expect(note).to_have_attribute("data-failures", "1")
+    wait_for_calls(page, calls, 1)
+    expect(banner).to_be_hidden()
+
+    # Each step waits for the page to have handled the last answer before moving time on.
+    page.clock.run_for(10_000)  # the poll: second failure
+    expect(note).to_have_attribute("data-failures", "2")
+    wait_for_calls(page, calls, 2)
+    page.clock.run_for(10_000)  # third failure: the breaker opens
+    expect(note).to_have_attribute("data-failures", "3")
+    wait_for_calls(page, calls, 3)
+    expect(note).to_have_attribute("data-state", "paused")
+    expect(note).to_contain_text("Paused after 3 failed calls")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Degraded: Error stats paused")
+    expect(page.locator("#recent-note")).to_have_attribute("data-state", "ok")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-degraded-1280.png"))
+
+    page.clock.run_for(10_000)  # a poll inside the cooldown, and a manual refresh: no call
+    page.locator("#errors-refresh").click()
+    page.wait_for_timeout(400)
+    assert len(calls) == 3, calls
+    expect(note).to_have_attribute("data-state", "paused")
+
+    page.clock.run_for(10_000)  # cooldown over: one trial call, which fails and re-opens
+    expect(note).to_have_attribute("data-failures", "4")
+    wait_for_calls(page, calls, 4)
+    expect(note).to_have_attribute("data-state", "paused")
+
+    failing = False
+    page.clock.run_for(10_000)  # still cooling down after the failed trial
+    page.wait_for_timeout(400)
+    assert len(calls) == 4, calls
+    page.clock.run_for(10_000)  # the next trial reaches the real endpoint and succeeds
+    wait_for_calls(page, calls, 5)
+    expect(note).to_have_attribute("data-state", "ok")
+    expect(note).to_contain_text("updated")
+    expect(banner).to_be_hidden()
+    expect(page.locator("#stats .stat").first).to_be_visible()
 
 
 def test_admin_screenshots(browser: Any, jupiter: Jupiter) -> None:

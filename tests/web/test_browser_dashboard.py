@@ -70,6 +70,71 @@ def test_chat_shows_thinking_then_answer_then_error_with_retry(page: Any, jupite
     page.locator("#chat-panel").screenshot(path=str(ARTIFACTS / "dashboard-chat-1280.png"))
 
 
+def test_retry_resends_the_message_that_failed_not_the_last_one_sent(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """A is slow then fails; B, sent meanwhile, is answered: Retry on A's error resends A."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_reply("An answer.")
+    open_dashboard(page, jupiter)
+    jupiter.llm.clear_requests()
+    # Upstream calls in arrival order: A's first attempt outlasts the 3 s LLM timeout, B's
+    # answers at once, A's retries fail.
+    jupiter.llm.set_fault("flapping", delay=4.0, pattern=("slow", "ok", "500", "500", "500"))
+    send_chat(page, "Question A about CVE-2025-0001")
+    assert jupiter.llm.wait_for_requests(1)
+    send_chat(page, "Question B about something else")
+    expect(page.locator(".msg-assistant:not(.msg-error)")).to_have_count(1, timeout=10_000)
+    expect(page.locator("#chat-thinking")).to_be_visible()  # A is still unanswered
+    error_a = page.locator(".msg-assistant.msg-error")
+    expect(error_a).to_have_count(1, timeout=15_000)
+    expect(page.locator("#chat-thinking")).to_be_hidden()
+
+    jupiter.llm.set_fault("ok")
+    jupiter.llm.clear_requests()
+    error_a.get_by_role("button", name="Retry").click()
+    expect(page.locator(".msg-assistant:not(.msg-error)")).to_have_count(2, timeout=10_000)
+    expect(error_a.locator(".btn-retry")).to_have_text("Retried")
+    sent = [request.messages[-1]["content"] for request in jupiter.llm.completion_requests]
+    assert sent == ["Question A about CVE-2025-0001"]
+    expect(page.locator(".msg-user")).to_have_count(2)  # a retry adds no new question
+
+
+def test_non_recoverable_chat_error_offers_no_retry(page: Any, jupiter: Jupiter) -> None:
+    """A refused API key is not fixed by trying again: the error shows without a Retry button."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_fault("401")
+    open_dashboard(page, jupiter)
+    send_chat(page, "Will this work?")
+    error = page.locator(".msg-assistant.msg-error").last
+    expect(error).to_be_visible(timeout=10_000)
+    expect(error.locator(".msg-suggestion")).to_be_visible()
+    expect(error.locator(".btn-retry")).to_have_count(0)
+    reset_upstreams(jupiter)
+
+
+def test_status_panel_failures_match_the_feature_status_api(page: Any, jupiter: Jupiter) -> None:
+    """After real upstream failures each feature's failure count is the API's, no reload."""
+    reset_upstreams(jupiter)
+    page.clock.install()  # the panel's 10 s status poll runs on demand
+    open_dashboard(page, jupiter)
+    jupiter.llm.set_fault("500")
+    jupiter.http.post("/api/chat", json={"message": "count my failures"})
+    features = {
+        name: entry
+        for name, entry in jupiter.http.get("/api/feature-status").json().items()
+        if isinstance(entry, dict) and "circuit_breaker" in entry
+    }
+    assert features["grok_chat"]["failures"] > 0
+    assert features["grok_chat"]["circuit_breaker"] == "closed"
+
+    page.clock.run_for(10_000)
+    for name, entry in features.items():
+        cell = page.locator(f'#status-rows tr[data-feature="{name}"] td.num')
+        expect(cell).to_have_text(str(entry["failures"]))
+    reset_upstreams(jupiter)
+
+
 def test_tripped_breaker_shows_open_within_two_seconds_with_a_toast(
     page: Any, jupiter: Jupiter
 ) -> None:
@@ -206,6 +271,66 @@ def test_error_chart_draws_errors_and_switches_windows(page: Any, jupiter: Jupit
     with page.expect_request(lambda r: "/api/errors/timeseries?minutes=240" in r.url):
         page.get_by_role("button", name="240 min").click()
     expect(chart.locator("svg")).to_have_attribute("aria-label", re.compile("Errors per minute"))
+
+
+def test_error_chart_gives_each_error_type_its_own_line_and_legend_entry(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """Two error types: two polylines in two colours, and a legend entry with each one's total."""
+    reset_upstreams(jupiter)
+    jupiter.llm.set_fault("500")
+    jupiter.http.post("/api/chat", json={"message": "fail with a server error"})
+    jupiter.llm.set_fault("ok")
+    jupiter.llm.set_reply("Error: the model is overloaded")
+    jupiter.http.post("/api/chat", json={"message": "error reply please"})
+    jupiter.admin_post("/api/reset-circuit-breaker/chat")
+    series = jupiter.http.get("/api/errors/timeseries", params={"minutes": 60}).json()["series"]
+    assert "chat_error_reply" in series, series
+    assert len(series) >= 2, series
+
+    open_dashboard(page, jupiter)
+    chart = page.locator("#error-chart")
+    lines = chart.locator("polyline.chart-line")
+    expect(lines).to_have_count(len(series))
+    line_types = [line.get_attribute("data-type") for line in lines.all()]
+    assert sorted(line_types) == sorted(series)
+    colours = {line.get_attribute("class") for line in lines.all()}
+    assert len(colours) == min(len(series), 8), colours
+    legend = chart.locator(".chart-legend li")
+    assert sorted(item.get_attribute("data-type") for item in legend.all()) == sorted(series)
+    for name, counts in series.items():
+        expect(chart.locator(f'.chart-legend li[data-type="{name}"]')).to_have_text(
+            f"{name} ({sum(counts)})"
+        )
+    strokes = {line.evaluate("(el) => getComputedStyle(el).stroke") for line in lines.all()[:8]}
+    assert len(strokes) == min(len(series), 8), strokes
+
+
+def test_dark_theme_applies_on_every_page(browser: Any, jupiter: Jupiter) -> None:
+    """With a dark colour scheme the pages are drawn dark: darker background, lighter text."""
+
+    def luminance(colour: str) -> float:
+        red, green, blue = (int(part) for part in re.findall(r"\d+", colour)[:3])
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    for path in ("/", "/admin", "/status"):
+        seen = {}
+        for scheme in ("light", "dark"):
+            context = browser.new_context(color_scheme=scheme)
+            themed = context.new_page()
+            themed.goto(jupiter.url + path)
+            seen[scheme] = themed.evaluate(
+                """() => [getComputedStyle(document.body).backgroundColor,
+                          getComputedStyle(document.querySelector('.card')).backgroundColor,
+                          getComputedStyle(document.body).color]"""
+            )
+            context.close()
+        light_bg, light_card, light_text = seen["light"]
+        dark_bg, dark_card, dark_text = seen["dark"]
+        assert luminance(dark_bg) < luminance(light_bg) - 100, (path, seen)
+        assert luminance(dark_card) < luminance(light_card) - 100, (path, seen)
+        assert luminance(dark_text) > luminance(light_text) + 100, (path, seen)
+        assert luminance(dark_text) > luminance(dark_bg) + 100, (path, seen)
 
 
 def test_dashboard_is_keyboard_usable(page: Any, jupiter: Jupiter) -> None:

@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 from jupiter.resilience import Clock
 
 from ._errors import IntelSourceError
-from ._http import SYSTEM_CLOCK, GuardedCaller, ServiceClient, describe_error, get_bytes
+from ._http import describe_error, get_bytes
 from ._http import redact_url as _redact_url
 from ._items import safe_http_url
+from ._outbound import OutboundService
 from ._text import html_to_text, plain_text
 from ._threats import source_status
 from .models import PulseFeedState, PulseItemRow
@@ -372,7 +373,7 @@ def trending_topics(
 # --- service ----------------------------------------------------------------------------------
 
 
-class CommunityPulseService:
+class CommunityPulseService(OutboundService):
     """The community pulse from ``settings.pulse_feeds`` (RSS 2.0 / Atom 1.0 URLs).
 
     Feeds are fetched when older than ``refresh_seconds`` (default
@@ -380,6 +381,9 @@ class CommunityPulseService:
     breaker, or a factory ``breaker(feed_url)``) and retries; the last good entries of every feed
     stay in the database and are served ``stale`` when a fetch fails.
     """
+
+    error_type = ERROR_TYPE
+    error_subject = "a pulse error"
 
     def __init__(
         self,
@@ -395,29 +399,22 @@ class CommunityPulseService:
         refresh_seconds: float | None = None,
         max_items_per_feed: int = 50,
     ) -> None:
-        self.settings = settings
-        self.session_factory = session_factory
-        self.aggregator = aggregator
-        self.clock: Clock = clock or SYSTEM_CLOCK
-        self.timeout = float(
-            timeout if timeout is not None else getattr(settings, "intel_timeout_seconds", 15.0)
+        super().__init__(
+            settings,
+            session_factory,
+            breaker=breaker,
+            aggregator=aggregator,
+            http_client=http_client,
+            clock=clock,
+            retry=retry,
+            timeout=timeout,
+            headers={"User-Agent": "jupiter-pulse/0.1", "Accept": _ACCEPT},
         )
         if refresh_seconds is None:
             refresh_seconds = float(getattr(settings, "pulse_refresh_seconds", 300.0))
         self.refresh_seconds = refresh_seconds
         self.max_items_per_feed = max_items_per_feed
         self.feeds: list[str] = list(dict.fromkeys(getattr(settings, "pulse_feeds", None) or []))
-        self._guard = GuardedCaller(breaker=breaker, retry=retry, clock=self.clock)
-        self._http = ServiceClient(
-            http_client,
-            timeout=self.timeout,
-            headers={"User-Agent": "jupiter-pulse/0.1", "Accept": _ACCEPT},
-        )
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this service created it."""
-        await self._http.aclose()
 
     # --- database (sync, run in worker threads) ------------------------------------------------
 
@@ -521,16 +518,11 @@ class CommunityPulseService:
         return result
 
     def _record_error(self, feed_url: str, message: str) -> None:
-        if self.aggregator is None:
-            return
         context = {"component": COMPONENT, "feed": _redact_url(feed_url)}
-        try:
-            self.aggregator.record_error(ERROR_TYPE, f"{_redact_url(feed_url)}: {message}", context)
-        except Exception:  # the aggregator must never break the pulse
-            log.exception("❌ could not record a pulse error")
+        self._report(f"{_redact_url(feed_url)}: {message}", context)
 
     async def _sync_feed(self, feed_url: str, *, force: bool) -> None:
-        lock = self._locks.setdefault(feed_url, asyncio.Lock())
+        lock = self._lock(feed_url)
         async with lock:
             if not force:
                 states = await anyio.to_thread.run_sync(self._load_states)

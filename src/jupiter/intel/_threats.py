@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from jupiter.resilience import Clock
 
-from ._http import SYSTEM_CLOCK, GuardedCaller, ServiceClient, describe_error
+from ._http import describe_error
 from ._items import ThreatFilters, ThreatItem
+from ._outbound import OutboundService
 from ._sources import (
     AttackSource,
     KevUrlSource,
@@ -133,7 +134,7 @@ def _kev_dict(row: ThreatItemRow) -> dict[str, Any]:
     return entry
 
 
-class ThreatIntelService:
+class ThreatIntelService(OutboundService):
     """Threat intelligence from every configured source, cached in the database.
 
     Sources come from settings: ``kev_url`` (CISA KEV JSON), ``stix_url`` (a STIX 2.1 bundle),
@@ -148,6 +149,9 @@ class ThreatIntelService:
     freshness and backoff sleeps.
     """
 
+    error_type = ERROR_TYPE
+    error_subject = "an intel error"
+
     def __init__(
         self,
         settings: Any,
@@ -161,25 +165,24 @@ class ThreatIntelService:
         timeout: float | None = None,
         sources: Sequence[ThreatSource] | None = None,
     ) -> None:
-        self.settings = settings
-        self.session_factory = session_factory
+        super().__init__(
+            settings,
+            session_factory,
+            breaker=breaker,
+            aggregator=aggregator,
+            http_client=http_client,
+            clock=clock,
+            retry=retry,
+            timeout=timeout,
+            headers={"User-Agent": "jupiter-intel/0.1"},
+        )
         self.breaker = breaker
-        self.aggregator = aggregator
-        self.clock: Clock = clock or SYSTEM_CLOCK
-        self.timeout = float(
-            timeout if timeout is not None else getattr(settings, "intel_timeout_seconds", 15.0)
-        )
-        self._guard = GuardedCaller(breaker=breaker, retry=retry, clock=self.clock)
-        self._http = ServiceClient(
-            http_client, timeout=self.timeout, headers={"User-Agent": "jupiter-intel/0.1"}
-        )
         self.sources: list[ThreatSource] = (
             list(sources) if sources is not None else self._sources_from_settings(settings)
         )
         names = [source.name for source in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"threat source names must be unique, got {names}")
-        self._locks: dict[str, asyncio.Lock] = {}
 
     # --- construction -------------------------------------------------------------------------
 
@@ -216,10 +219,6 @@ class ThreatIntelService:
     def source_names(self) -> list[str]:
         """Configured source names in order (``kev``, ``stix``, ``taxii``, ``file``, ``attack``)."""
         return [source.name for source in self.sources]
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this service created it."""
-        await self._http.aclose()
 
     # --- database (sync, run in worker threads) ------------------------------------------------
 
@@ -352,20 +351,9 @@ class ThreatIntelService:
 
     # --- fetching ------------------------------------------------------------------------------
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        return lock
-
     def _record_error(self, source: ThreatSource, message: str) -> None:
-        if self.aggregator is None:
-            return
         context = {"component": COMPONENT, "source": source.name, "location": source.location}
-        try:
-            self.aggregator.record_error(ERROR_TYPE, f"{source.name}: {message}", context)
-        except Exception:  # the aggregator must never break intel
-            log.exception("❌ could not record an intel error")
+        self._report(f"{source.name}: {message}", context)
 
     async def _sync_source(self, source: ThreatSource, *, force: bool) -> None:
         async with self._lock(source.name):

@@ -196,21 +196,14 @@ class LLMProvider:
         if self.is_offline:
             return self._offline_assistant().complete(cleaned, max_tokens=max_tokens)
         client = self._client()
-        logger.debug("💬 LLM request to %s model=%s", self.provider, self.model)
+        request = self._request(cleaned, temperature, max_tokens)
         # The translated error is raised outside the except block so that it carries no
         # __context__: the SDK's original message may quote the key.
         failure: Exception | None = None
         try:
-            raw = client.chat.completions.create(
-                model=self.model,
-                messages=cleaned,  # type: ignore[arg-type]
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        except openai.OpenAIError as exc:
-            failure = self._translate(exc)
-        except ValueError as exc:  # json.JSONDecodeError and friends from a broken body
-            failure = self._malformed(str(exc))
+            raw = client.chat.completions.create(**request)
+        except (openai.OpenAIError, ValueError) as exc:
+            failure = self._failure(exc)
         if failure is not None:
             raise failure
         return self._to_completion(raw)
@@ -227,22 +220,34 @@ class LLMProvider:
             assistant = self._offline_assistant()
             return await asyncio.to_thread(assistant.complete, cleaned, max_tokens=max_tokens)
         client = self._aclient()
-        logger.debug("💬 LLM request to %s model=%s", self.provider, self.model)
+        request = self._request(cleaned, temperature, max_tokens)
         failure: Exception | None = None
         try:
-            raw = await client.chat.completions.create(
-                model=self.model,
-                messages=cleaned,  # type: ignore[arg-type]
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        except openai.OpenAIError as exc:
-            failure = self._translate(exc)
-        except ValueError as exc:
-            failure = self._malformed(str(exc))
+            raw = await client.chat.completions.create(**request)
+        except (openai.OpenAIError, ValueError) as exc:
+            failure = self._failure(exc)
         if failure is not None:
             raise failure
         return self._to_completion(raw)
+
+    def _request(
+        self, cleaned: list[dict[str, Any]], temperature: float, max_tokens: int
+    ) -> dict[str, Any]:
+        """The chat-completions arguments, the same for the sync and the async client."""
+        logger.debug("💬 LLM request to %s model=%s", self.provider, self.model)
+        return {
+            "model": self.model,
+            "messages": cleaned,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The error to raise for an SDK error, or for a broken body (``json.JSONDecodeError``
+        and friends are ``ValueError``)."""
+        if isinstance(exc, openai.OpenAIError):
+            return self._translate(exc)
+        return self._malformed(str(exc))
 
     def warm_up(self, *, background: bool = True) -> threading.Thread | None:
         """Build (or load) the offline index ahead of the first question. No-op when online."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
-__all__ = ["is_async_callable", "reject_generators"]
+__all__ = ["SyncAsyncDecorator", "is_async_callable", "reject_generators"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
@@ -27,3 +30,34 @@ def reject_generators(func: Callable[..., Any], decorator: str) -> None:
     """Generator functions cannot be retried, timed out or given a fallback: say so."""
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
         raise TypeError(f"{decorator} cannot wrap a generator function")
+
+
+class SyncAsyncDecorator:
+    """The base of a decorator for sync *and* async callables: ``__call__`` refuses generator
+    functions, then hands ``async`` callables to ``_wrap_async`` and the rest to ``_wrap_sync``
+    (each keeping the wrapped signature)."""
+
+    __slots__ = ()
+
+    #: How error messages name the decorator (``"with_timeout"``).
+    decorator_name: ClassVar[str]
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        reject_generators(func, self.decorator_name)
+        if is_async_callable(func):
+            return self._wrap_async(func)
+        return self._wrap_sync(func)
+
+    def _wrap_sync(self, func: Callable[P, T]) -> Callable[P, T]:
+        raise NotImplementedError
+
+    def _wrap_async(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        raise NotImplementedError

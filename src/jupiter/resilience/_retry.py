@@ -21,7 +21,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec, TypeAlias, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
 from ._backoff import (
     DelayRequest,
@@ -32,7 +32,7 @@ from ._backoff import (
     resolve_jitter,
 )
 from ._budget import RetryBudget
-from ._callables import is_async_callable, reject_generators
+from ._callables import SyncAsyncDecorator
 from ._clock import DEFAULT_RANDOM, SYSTEM_CLOCK, Clock, RandomSource
 from ._exceptions import CircuitOpenError, ResilienceError
 from ._fallback import NEVER_HANDLED
@@ -505,7 +505,7 @@ async def _resume_async(
         now = clock.monotonic()
 
 
-class RetryPolicy:
+class RetryPolicy(SyncAsyncDecorator):
     """A reusable retry policy: a decorator for sync *and* async functions, plus call helpers.
 
     ``@policy`` on a ``def`` or an ``async def`` (the wrapper keeps its signature, ParamSpec);
@@ -513,6 +513,7 @@ class RetryPolicy:
     retry one call without decorating.
     """
 
+    decorator_name = "retry_with_backoff"
     __slots__ = ("core", "options")
 
     def __init__(self, options: RetryOptions | None = None) -> None:
@@ -522,27 +523,13 @@ class RetryPolicy:
     def __repr__(self) -> str:
         return f"RetryPolicy({self.options!r})"
 
-    @overload
-    def __call__(
-        self, func: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, func: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        reject_generators(func, "retry_with_backoff")
-        if is_async_callable(func):
-            return self._wrap_async(func)
+    def _wrap_sync(self, func: Callable[P, T]) -> Callable[P, T]:
         hook = self.options.before_sleep
         if hook is not None and inspect.iscoroutinefunction(hook):
             raise ValueError(
                 f"before_sleep {_name_of(hook)} is async but {_name_of(func)} is sync; "
                 "use a sync hook for sync functions"
             )
-        return self._wrap_sync(func)
-
-    def _wrap_sync(self, func: Callable[P, T]) -> Callable[P, T]:
         core = self.core
         if not core.needs_start_time and core.options.retry_on_result is None:
 

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
-from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
-from ._callables import is_async_callable, reject_generators
+from ._callables import SyncAsyncDecorator
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 
 __all__ = [
@@ -123,9 +123,10 @@ def running_abandoned_call_count() -> int:
     return _PROCESS_STATS.running
 
 
-class TimeoutDecorator:
+class TimeoutDecorator(SyncAsyncDecorator):
     """What ``with_timeout(seconds)`` returns: a decorator for sync and async callables."""
 
+    decorator_name = "with_timeout"
     __slots__ = ("_stats", "clock", "executor", "seconds", "wait")
 
     def __init__(
@@ -153,20 +154,6 @@ class TimeoutDecorator:
         self.wait: Waiter = wait if wait is not None else _wait_for_future
         self.executor = executor
         self._stats = (_PROCESS_STATS,) if stats is None else (_PROCESS_STATS, stats)
-
-    @overload
-    def __call__(
-        self, func: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, func: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        reject_generators(func, "with_timeout")
-        if is_async_callable(func):
-            return self._wrap_async(func)
-        return self._wrap_sync(func)
 
     def _message(self, func: object) -> str:
         name = getattr(func, "__qualname__", None) or repr(func)

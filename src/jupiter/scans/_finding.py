@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "MAX_MESSAGE",
     "ParsedFinding",
     "ScanHeader",
     "Severity",
+    "clip",
     "cve_ids_in",
     "cwe_ids_in",
     "fingerprint_of",
+    "without_empty",
+    "without_none",
 ]
 
 
@@ -83,6 +87,27 @@ _LABELS = {
 _CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b", re.IGNORECASE)
 # Matches "CWE-89", "cwe-089", "external/cwe/cwe-78", "CWE_79".
 _CWE_RE = re.compile(r"\bcwe[-_/ ]?0*(\d{1,5})\b", re.IGNORECASE)
+
+
+#: The longest ``message`` a parser stores.
+MAX_MESSAGE = 4000
+
+
+def clip(text: Any, limit: int) -> str:
+    """``text`` as a string of at most ``limit`` characters, an ellipsis marking a cut; None
+    (or an empty string) gives ``""``."""
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def without_none(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` without the keys whose value is None."""
+    return {key: value for key, value in details.items() if value is not None}
+
+
+def without_empty(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` without the keys whose value is None, an empty list or an empty dict."""
+    return {key: value for key, value in details.items() if value not in (None, [], {})}
 
 
 def cve_ids_in(texts: Iterable[Any]) -> list[str]:

@@ -16,19 +16,24 @@ from typing import Any
 import ijson
 
 from ._errors import MalformedScanError
-from ._finding import ParsedFinding, ScanHeader, Severity, cve_ids_in, cwe_ids_in, fingerprint_of
+from ._finding import (
+    MAX_MESSAGE,
+    ParsedFinding,
+    ScanHeader,
+    Severity,
+    clip,
+    cve_ids_in,
+    cwe_ids_in,
+    fingerprint_of,
+    without_empty,
+    without_none,
+)
 from ._source import ScanSource
 from ._stream import END, stream_json
 
 __all__ = ["GrypeParser"]
 
 FORMAT = "grype"
-_MAX_TEXT = 4000
-
-
-def _clip(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _cvss(entries: Any) -> tuple[float | None, list[dict[str, Any]]]:
@@ -98,7 +103,7 @@ class GrypeParser:
             tool=tool,
             tool_version=str(version) if version is not None else None,
             asset=str(asset) if asset else "local",
-            details={key: value for key, value in details.items() if value is not None},
+            details=without_none(details),
         )
 
     def findings(self) -> Iterator[ParsedFinding]:
@@ -216,11 +221,11 @@ class GrypeParser:
         location = f"{name}@{version}" + (f" ({first_path})" if first_path else "")
         return ParsedFinding(
             tool=self.header.tool,
-            rule_id=_clip(vuln_id, 255),
-            title=_clip(f"{vuln_id} in {name} {version or ''}".strip(), 500),
+            rule_id=clip(vuln_id, 255),
+            title=clip(f"{vuln_id} in {name} {version or ''}".strip(), 500),
             severity=severity,
             asset=asset,
-            location=_clip(location, 1000),
+            location=clip(location, 1000),
             fingerprint=fingerprint_of(
                 FORMAT,
                 asset,
@@ -228,8 +233,8 @@ class GrypeParser:
                 first_path,
                 vuln_id,
             ),
-            message=_clip(description or f"{vuln_id} affects {name} {version}", _MAX_TEXT),
+            message=clip(description or f"{vuln_id} affects {name} {version}", MAX_MESSAGE),
             cve_ids=cve_ids_in([vuln_id, *(item.get("id") for item in related)]),
             cwe_ids=cwe_ids_in(cwe_texts),
-            details={key: value for key, value in details.items() if value not in (None, [], {})},
+            details=without_empty(details),
         )

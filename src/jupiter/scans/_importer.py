@@ -205,16 +205,8 @@ class ScanImporter:
             )
             session.add(scan)
             session.flush()
-            result = ImportResult(
-                scan_id=scan.id,
-                duplicate=False,
-                format=chosen,
-                tool=scan.tool,
-                tool_version=scan.tool_version,
-                asset=scan.asset,
-                source_name=scan.source_name,
-                size_bytes=source.size,
-                by_severity={severity.value: 0 for severity in Severity},
+            result = _result_of(
+                scan, duplicate=False, by_severity={severity.value: 0 for severity in Severity}
             )
             linked: set[int] = set()
             batch: dict[str, ParsedFinding] = {}
@@ -387,17 +379,26 @@ class ScanImporter:
             result.by_severity[finding.severity.value] += 1
 
 
-def _duplicate_result(scan: ScanRecord) -> ImportResult:
-    summary = scan.summary or {}
+def _result_of(scan: ScanRecord, *, duplicate: bool, **counts: Any) -> ImportResult:
+    """The outcome naming ``scan`` (its id, format, tool, asset, source and size)."""
     return ImportResult(
         scan_id=scan.id,
-        duplicate=True,
+        duplicate=duplicate,
         format=scan.format,
         tool=scan.tool,
         tool_version=scan.tool_version,
         asset=scan.asset,
         source_name=scan.source_name,
         size_bytes=scan.size_bytes,
+        **counts,
+    )
+
+
+def _duplicate_result(scan: ScanRecord) -> ImportResult:
+    summary = scan.summary or {}
+    return _result_of(
+        scan,
+        duplicate=True,
         findings=scan.finding_count,
         new=0,
         existing=int(summary.get("findings", scan.finding_count)),

@@ -18,18 +18,22 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
 from ._errors import MalformedScanError, UnsafeXmlError, UnsupportedFormatError
-from ._finding import ParsedFinding, ScanHeader, Severity, cve_ids_in, fingerprint_of
+from ._finding import (
+    MAX_MESSAGE,
+    ParsedFinding,
+    ScanHeader,
+    Severity,
+    clip,
+    cve_ids_in,
+    fingerprint_of,
+    without_empty,
+)
 from ._source import ScanSource
 
 __all__ = ["NmapParser"]
 
 FORMAT = "nmap"
 _MAX_OUTPUT = 2000
-
-
-def _clip(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _table(element: Element) -> Any:
@@ -149,7 +153,7 @@ class NmapParser:
         service_details = dict(service.attrib) if service is not None else {}
         cpes = [cpe.text for cpe in port.findall("service/cpe") if cpe.text]
         scripts = {
-            script.get("id", "?"): _clip(script.get("output"), _MAX_OUTPUT)
+            script.get("id", "?"): clip(script.get("output"), _MAX_OUTPUT)
             for script in port.findall("script")
         }
         label = " ".join(
@@ -175,15 +179,16 @@ class NmapParser:
         yield ParsedFinding(
             tool="nmap",
             rule_id="open-port",
-            title=_clip(f"Open port {where}" + (f" ({label})" if label else ""), 500),
+            title=clip(f"Open port {where}" + (f" ({label})" if label else ""), 500),
             severity=Severity.INFO,
             asset=asset,
             location=where,
             fingerprint=fingerprint_of(FORMAT, asset, protocol, number, "open-port"),
-            message=_clip(
-                f"{where} is {details['state']} on {asset}" + (f": {label}" if label else ""), 4000
+            message=clip(
+                f"{where} is {details['state']} on {asset}" + (f": {label}" if label else ""),
+                MAX_MESSAGE,
             ),
-            details={key: value for key, value in details.items() if value not in (None, [], {})},
+            details=without_empty(details),
         )
         for script in port.findall("script"):
             yield from self._vulnerabilities(asset, where, script, service_details, host_details)
@@ -223,13 +228,13 @@ class NmapParser:
                 description = " ".join(str(part) for part in description)
             yield ParsedFinding(
                 tool="nmap",
-                rule_id=_clip(rule_id, 255),
-                title=_clip(title, 500),
+                rule_id=clip(rule_id, 255),
+                title=clip(title, 500),
                 severity=severity,
                 asset=asset,
                 location=where,
                 fingerprint=fingerprint_of(FORMAT, asset, where, script_id, key),
-                message=_clip(description or f"{script_id}: {state}", 4000),
+                message=clip(description or f"{script_id}: {state}", MAX_MESSAGE),
                 cve_ids=cves,
                 details={
                     "kind": "nse-vuln",
@@ -268,13 +273,13 @@ class NmapParser:
                 yield ParsedFinding(
                     tool="nmap",
                     rule_id=cves[0],
-                    title=_clip(f"{cves[0]} in {product or cpe} ({where})", 500),
+                    title=clip(f"{cves[0]} in {product or cpe} ({where})", 500),
                     severity=Severity.from_cvss(cvss) if cvss is not None else Severity.MEDIUM,
                     asset=asset,
                     location=where,
                     fingerprint=fingerprint_of(FORMAT, asset, where, "vulners", cves[0]),
-                    message=_clip(
-                        f"vulners lists {cves[0]} (CVSS {entry.get('cvss')}) for {cpe}", 4000
+                    message=clip(
+                        f"vulners lists {cves[0]} (CVSS {entry.get('cvss')}) for {cpe}", MAX_MESSAGE
                     ),
                     cve_ids=cves,
                     details={

@@ -15,7 +15,17 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ._errors import MalformedScanError, UnsupportedFormatError
-from ._finding import ParsedFinding, ScanHeader, Severity, cve_ids_in, cwe_ids_in, fingerprint_of
+from ._finding import (
+    MAX_MESSAGE,
+    ParsedFinding,
+    ScanHeader,
+    Severity,
+    clip,
+    cve_ids_in,
+    cwe_ids_in,
+    fingerprint_of,
+    without_none,
+)
 from ._source import ScanSource
 from ._stream import END, stream_json
 
@@ -29,7 +39,6 @@ _RUN_HEADER = frozenset(
 )
 _CAPTURES = _RUN_HEADER | {"version", "runs.item.results.item"}
 _ARGUMENT = re.compile(r"\{(\d+)\}")
-_MAX_TEXT = 4000
 _MAX_SNIPPET = 1000
 
 
@@ -38,12 +47,6 @@ def _text(value: Any) -> str | None:
         text = value.get("text") or value.get("markdown")
         return text if isinstance(text, str) else None
     return None
-
-
-def _clip(text: str | None, limit: int) -> str:
-    if not text:
-        return ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _display_uri(uri: str) -> str:
@@ -209,7 +212,7 @@ def _location(result: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
         details["region"] = kept_region
     snippet = _text(region.get("snippet"))
     if snippet:
-        details["snippet"] = _clip(snippet, _MAX_SNIPPET)
+        details["snippet"] = clip(snippet, _MAX_SNIPPET)
     if logical_name:
         details["logical_location"] = str(logical_name)
     text = file or (str(logical_name) if logical_name else "")
@@ -381,10 +384,7 @@ class SarifParser:
             )
         props = result.get("properties") if isinstance(result.get("properties"), dict) else {}
         title = (
-            _text(rule.get("shortDescription"))
-            or _clip(message, 200)
-            or rule.get("name")
-            or rule_id
+            _text(rule.get("shortDescription")) or clip(message, 200) or rule.get("name") or rule_id
         )
         details: dict[str, Any] = {
             "level": level,
@@ -424,14 +424,14 @@ class SarifParser:
                 tags.extend(tag for tag in holder_props["tags"] if isinstance(tag, str))
         return ParsedFinding(
             tool=run.tool,
-            rule_id=_clip(rule_id, 255),
-            title=_clip(str(title), 500),
+            rule_id=clip(rule_id, 255),
+            title=clip(str(title), 500),
             severity=severity,
             asset=run.asset,
-            location=_clip(location, 1000),
+            location=clip(location, 1000),
             fingerprint=fingerprint_of(FORMAT, run.tool, run.asset, *identity),
-            message=_clip(message, _MAX_TEXT),
+            message=clip(message, MAX_MESSAGE),
             cve_ids=cve_ids_in([rule_id, *tags, rule.get("name")]),
             cwe_ids=cwe_ids_in(_cwe_sources(result, rule)),
-            details={key: value for key, value in details.items() if value is not None},
+            details=without_none(details),
         )

@@ -13,7 +13,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._errors import MalformedScanError, UnsupportedFormatError
-from ._finding import ParsedFinding, ScanHeader, Severity, cve_ids_in, cwe_ids_in, fingerprint_of
+from ._finding import (
+    MAX_MESSAGE,
+    ParsedFinding,
+    ScanHeader,
+    Severity,
+    clip,
+    cve_ids_in,
+    cwe_ids_in,
+    fingerprint_of,
+    without_empty,
+    without_none,
+)
 from ._source import ScanSource
 from ._stream import END, stream_json
 
@@ -28,12 +39,12 @@ _ITEMS = {
     "Results.item.Secrets.item": "secret",
 }
 _CAPTURES = _HEADER | _RESULT_FIELDS | frozenset(_ITEMS)
-_MAX_TEXT = 4000
 
 
-def _clip(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _at_line(target: dict[str, Any], line: Any) -> str:
+    """The target's path, with ``:line`` when the tool gave a line number."""
+    location = str(target["Target"])
+    return f"{location}:{line}" if isinstance(line, int) else location
 
 
 def best_cvss(cvss: Any, preferred: str | None = None) -> tuple[float | None, dict[str, Any]]:
@@ -80,7 +91,7 @@ class TrivyParser:
             format=FORMAT,
             tool="trivy",
             asset=self._asset or self._artifact(),
-            details={key: value for key, value in details.items() if value is not None},
+            details=without_none(details),
         )
 
     def _artifact(self) -> str:
@@ -172,6 +183,36 @@ class TrivyParser:
             )
         return severity, str(label)
 
+    def _build(
+        self,
+        target: dict[str, Any],
+        *,
+        rule_id: str,
+        title: Any,
+        severity: Severity,
+        location: str,
+        identity: tuple[Any, ...],
+        message: Any,
+        details: dict[str, Any],
+        cve_ids: list[str] | None = None,
+        cwe_ids: list[str] | None = None,
+    ) -> ParsedFinding:
+        """One Trivy finding: texts clipped, fingerprinted by asset, target and ``identity``."""
+        asset = self.header.asset or "local"
+        return ParsedFinding(
+            tool="trivy",
+            rule_id=clip(rule_id, 255),
+            title=clip(title, 500),
+            severity=severity,
+            asset=asset,
+            location=clip(location, 1000),
+            fingerprint=fingerprint_of(FORMAT, asset, target.get("Target"), *identity),
+            message=clip(message, MAX_MESSAGE),
+            cve_ids=cve_ids or [],
+            cwe_ids=cwe_ids or [],
+            details=details,
+        )
+
     def _vulnerability(
         self, item: dict[str, Any], target: dict[str, Any], path: str
     ) -> ParsedFinding:
@@ -185,7 +226,6 @@ class TrivyParser:
             item.get("PkgIdentifier") if isinstance(item.get("PkgIdentifier"), dict) else {}
         )
         title = item.get("Title") or f"{vuln_id} in {package}"
-        asset = self.header.asset or "local"
         location = str(target["Target"]) + (f" ({item['PkgPath']})" if item.get("PkgPath") else "")
         references = item.get("References") if isinstance(item.get("References"), list) else []
         details = {
@@ -214,25 +254,17 @@ class TrivyParser:
             "layer": item.get("Layer"),
         }
         cwe_source = item.get("CweIDs") if isinstance(item.get("CweIDs"), list) else []
-        return ParsedFinding(
-            tool="trivy",
-            rule_id=_clip(vuln_id, 255),
-            title=_clip(title, 500),
+        return self._build(
+            target,
+            rule_id=vuln_id,
+            title=title,
             severity=severity,
-            asset=asset,
-            location=_clip(location, 1000),
-            fingerprint=fingerprint_of(
-                FORMAT,
-                asset,
-                target.get("Target"),
-                item.get("PkgID") or f"{package}@{installed}",
-                item.get("PkgPath"),
-                vuln_id,
-            ),
-            message=_clip(item.get("Description") or title, _MAX_TEXT),
+            location=location,
+            identity=(item.get("PkgID") or f"{package}@{installed}", item.get("PkgPath"), vuln_id),
+            message=item.get("Description") or title,
             cve_ids=cve_ids_in([vuln_id, *(item.get("VendorIDs") or [])]),
             cwe_ids=cwe_ids_in(cwe_source),
-            details={key: value for key, value in details.items() if value not in (None, [], {})},
+            details=without_empty(details),
         )
 
     def _misconfiguration(
@@ -248,10 +280,7 @@ class TrivyParser:
             )
         severity, label = self._severity(item, path)
         cause = item.get("CauseMetadata") if isinstance(item.get("CauseMetadata"), dict) else {}
-        location = str(target["Target"])
-        if isinstance(cause.get("StartLine"), int):
-            location += f":{cause['StartLine']}"
-        asset = self.header.asset or "local"
+        location = _at_line(target, cause.get("StartLine"))
         title = item.get("Title") or check_id
         details = {
             "kind": "misconfiguration",
@@ -270,34 +299,22 @@ class TrivyParser:
             "start_line": cause.get("StartLine"),
             "end_line": cause.get("EndLine"),
         }
-        return ParsedFinding(
-            tool="trivy",
-            rule_id=_clip(check_id, 255),
-            title=_clip(title, 500),
+        return self._build(
+            target,
+            rule_id=check_id,
+            title=title,
             severity=severity,
-            asset=asset,
-            location=_clip(location, 1000),
-            fingerprint=fingerprint_of(
-                FORMAT,
-                asset,
-                target.get("Target"),
-                check_id,
-                cause.get("Resource"),
-                cause.get("StartLine"),
-            ),
-            message=_clip(item.get("Message") or item.get("Description") or title, _MAX_TEXT),
+            location=location,
+            identity=(check_id, cause.get("Resource"), cause.get("StartLine")),
+            message=item.get("Message") or item.get("Description") or title,
             cve_ids=cve_ids_in([check_id]),
-            cwe_ids=[],
-            details={key: value for key, value in details.items() if value not in (None, [], {})},
+            details=without_empty(details),
         )
 
     def _secret(self, item: dict[str, Any], target: dict[str, Any], path: str) -> ParsedFinding:
         rule_id = self._require(item, "RuleID", path)
         severity, label = self._severity(item, path)
-        location = str(target["Target"])
-        if isinstance(item.get("StartLine"), int):
-            location += f":{item['StartLine']}"
-        asset = self.header.asset or "local"
+        location = _at_line(target, item.get("StartLine"))
         title = item.get("Title") or rule_id
         # The matched text is never stored: it is (part of) a secret.
         details = {
@@ -309,17 +326,14 @@ class TrivyParser:
             "start_line": item.get("StartLine"),
             "end_line": item.get("EndLine"),
         }
-        return ParsedFinding(
-            tool="trivy",
-            rule_id=_clip(rule_id, 255),
-            title=_clip(title, 500),
+        return self._build(
+            target,
+            rule_id=rule_id,
+            title=title,
             severity=severity,
-            asset=asset,
-            location=_clip(location, 1000),
-            fingerprint=fingerprint_of(
-                FORMAT, asset, target.get("Target"), rule_id, item.get("StartLine")
-            ),
-            message=_clip(f"Secret found: {title}", _MAX_TEXT),
+            location=location,
+            identity=(rule_id, item.get("StartLine")),
+            message=f"Secret found: {title}",
             cwe_ids=["CWE-798"],
-            details={key: value for key, value in details.items() if value is not None},
+            details=without_none(details),
         )

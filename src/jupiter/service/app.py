@@ -80,13 +80,17 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
     factories: Mapping[str, Factory] | None = None,
     database: Database | None = None,
+    **dashboard_options: Any,
 ) -> FastAPI:
-    """Build the Jupiter app. ``clock``, ``factories`` and ``database`` are for tests."""
+    """Build the Jupiter app. ``clock``, ``factories``, ``database`` and ``dashboard_options``
+    (more :class:`JupiterDashboard` keywords, e.g. ``sleep=``) are for tests."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        dashboard = JupiterDashboard(settings, database=database, clock=clock, factories=factories)
+        dashboard = JupiterDashboard(
+            settings, database=database, clock=clock, factories=factories, **dashboard_options
+        )
         app.state.dashboard = dashboard
         app.state.metrics_registry = build_registry(dashboard)
         await dashboard.start()

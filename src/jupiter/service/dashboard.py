@@ -40,13 +40,14 @@ import inspect
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jupiter.resilience import (
     CircuitBreaker,
     CircuitOpenError,
+    CircuitState,
     Clock,
     ErrorAggregator,
     GracefulDegradation,
@@ -255,9 +256,18 @@ class JupiterDashboard:
         factories: Mapping[str, Factory] | None = None,
         hub: WebSocketHub | None = None,
         knowledge_base: Any = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        breaker_watch_interval: float = 1.0,
     ) -> None:
         self.settings = settings or Settings()
         self.clock = clock
+        # The background loops wait in real time (``sleep``; tests step them), never on
+        # ``clock``: a FakeClock's sleep advances time at once, which would spin a loop.
+        self._sleep = sleep
+        # How long the breaker watcher waits at most before looking again. It normally sleeps
+        # until the earliest open breaker is due; the cap keeps it honest when ``clock`` is not
+        # wall time (a FakeClock moved by a test) and costs one check a second while one is open.
+        self.breaker_watch_interval = breaker_watch_interval
         self.database = database or Database.from_settings(self.settings)
         self.writer = BackgroundWriter(
             self.database.session_factory,
@@ -285,6 +295,8 @@ class JupiterDashboard:
         self._factories = dict(factories or {})
         self._recovery_task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._breaker_changed: asyncio.Event | None = None
         self._init_lock = asyncio.Lock()
         self._conversations: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
         self._enable_reasons: dict[str, str] = {}
@@ -390,12 +402,16 @@ class JupiterDashboard:
             await self.initialize_component(name, attempts=self.settings.component_init_attempts)
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="jupiter-recovery")
         self._sync_task = asyncio.create_task(self._feed_sync_loop(), name="jupiter-feed-sync")
+        self._breaker_changed = asyncio.Event()
+        self._watch_task = asyncio.create_task(
+            self._breaker_watch_loop(), name="jupiter-breaker-watch"
+        )
         self.started = True
 
     async def stop(self) -> None:
         """Stop background work and flush everything to the database."""
         self.started = False
-        for task in (self._recovery_task, self._sync_task, *self._kev_tasks):
+        for task in (self._recovery_task, self._sync_task, self._watch_task, *self._kev_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -480,7 +496,7 @@ class JupiterDashboard:
     async def _recovery_loop(self) -> None:
         interval = self.settings.component_recovery_interval_seconds
         while True:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             if self.init_errors:
                 try:
                     recovered = await self.recover_failed()
@@ -494,7 +510,7 @@ class JupiterDashboard:
         """Pull the online threat sources every ``intel_sync_interval_seconds``."""
         interval = self.settings.intel_sync_interval_seconds
         while True:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             if self.services.get("threat_intelligence") is None or not (
                 self.degradation.is_enabled("threat_intelligence")
             ):
@@ -504,6 +520,48 @@ class JupiterDashboard:
                 log.info("🔍 periodic feed sync done")
             except Exception as exc:  # the service records its own source errors
                 log.warning("⚠️ periodic feed sync failed: %s", type(exc).__name__)
+
+    def open_breaker_wait(self) -> float | None:
+        """Seconds until the earliest open breaker is due for a trial, or None if none is open.
+
+        Reading each breaker's state is what moves a due one from OPEN to HALF_OPEN (the core
+        changes state lazily), so calling this also makes those transitions happen, and their
+        listeners push the ``status_update``. Forced-open breakers wait for an operator.
+        """
+        waits = [
+            breaker.retry_after
+            for breaker in self.breakers.values()
+            if breaker.state is CircuitState.OPEN and not breaker.is_forced_open
+        ]
+        return min(waits) if waits else None
+
+    async def _breaker_watch_loop(self) -> None:
+        """Observe OPEN -> HALF_OPEN when the open period ends, not only at the next call, so
+        every socket hears that a trial is due. Idle (no timer) while no breaker is open."""
+        changed = self._breaker_changed
+        assert changed is not None
+        while True:
+            changed.clear()
+            try:
+                wait = self.open_breaker_wait()
+            except Exception:  # a broken breaker must not end the watcher
+                log.exception("❌ breaker watch failed")
+                wait = self.breaker_watch_interval
+            if wait is None:
+                await changed.wait()  # set by every breaker transition
+                continue
+            delay = min(max(wait, 0.01), self.breaker_watch_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=delay)
+
+    def _wake_breaker_watch(self) -> None:
+        """Tell the watcher a breaker changed (listeners run on any thread)."""
+        changed = self._breaker_changed
+        loop = self.hub.loop
+        if changed is None or loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(changed.set)
 
     # ----- KEV to the knowledge base and to stored findings -----
     async def sync_feeds(self, **kwargs: Any) -> dict[str, Any]:
@@ -599,6 +657,7 @@ class JupiterDashboard:
             actor=actor,
         )
         self.hub.notify_status_changed()
+        self._wake_breaker_watch()
 
     def _on_feature_change(self, change: Any) -> None:
         state = "enabled" if change.enabled else "disabled"

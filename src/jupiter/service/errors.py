@@ -19,7 +19,7 @@ from jupiter.resilience import build_error_response
 from .dashboard import UnknownComponentError
 from .logs import request_id_var
 
-__all__ = ["error_json", "install_error_handlers", "validation_message"]
+__all__ = ["error_json", "install_error_handlers", "message_error", "validation_message"]
 
 log = logging.getLogger("jupiter.errors")
 
@@ -43,6 +43,31 @@ def error_json(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+def message_error(
+    status_code: int,
+    message: str,
+    *,
+    error_type: str,
+    suggestion: str,
+    recoverable: bool = False,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """An error answer that says exactly ``message`` (not the classification's wording), with
+    ``extra`` fields added to the ``error`` object."""
+    response_body = build_error_response(
+        message,
+        status_code=status_code,
+        message=message,
+        error_type=error_type,
+        suggestion=suggestion,
+        recoverable=recoverable,
+        request_id=request_id_var.get(),
+    )
+    response_body["error"].update(extra or {})
+    return JSONResponse(response_body, status_code=status_code, headers=headers)
+
+
 def validation_message(exc: RequestValidationError) -> str:
     """``"limit: Input should be less than or equal to 1000 (got 5000)"``, one per problem."""
     parts = []
@@ -57,16 +82,12 @@ def validation_message(exc: RequestValidationError) -> str:
 
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    message = validation_message(exc)
-    response = error_json(
+    return message_error(
         422,
-        message,
-        message=message,
+        validation_message(exc),
         error_type="validation_error",
         suggestion="Fix the named parameter and try again.",
-        recoverable=False,
     )
-    return response
 
 
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -74,13 +95,11 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         allowed = headers.get("Allow") or headers.get("allow") or "POST"
-        return error_json(
+        return message_error(
             405,
             f"Method {request.method} is not allowed here; use {allowed}.",
-            message=f"Method {request.method} is not allowed here; use {allowed}.",
             error_type="method_not_allowed",
             suggestion=_METHOD_HINT if "POST" in allowed else f"Use {allowed}.",
-            recoverable=False,
             headers=headers,
         )
     detail = exc.detail if isinstance(exc.detail, str) else None
@@ -95,13 +114,11 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unknown_component_handler(request: Request, exc: Exception) -> JSONResponse:
-    return error_json(
+    return message_error(
         404,
         str(exc),
-        message=str(exc),
         error_type="unknown_feature",
         suggestion="Use one of: chat, intel, pulse, scans.",
-        recoverable=False,
     )
 
 

@@ -114,6 +114,11 @@ class WebSocketHub:
         """Remember the loop that owns the sockets (set in the app's lifespan)."""
         self._loop = loop
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop that owns the sockets, once bound."""
+        return self._loop
+
     def set_status_builder(self, builder: Callable[[], dict[str, Any]]) -> None:
         """What :meth:`notify_status_changed` pushes: the ``status_update`` payload."""
         self._status_builder = builder

@@ -44,6 +44,8 @@ SERVER_EVENTS = (
     "scan_progress",
     "scan_complete",
     "scan_error",
+    "scan_deleted",
+    "scan_kev_refreshed",
 )
 
 

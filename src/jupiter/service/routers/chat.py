@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..deps import DashboardDep, SettingsDep
-from ..errors import error_json
+from ..errors import message_error
 from ..schemas import ChatReply, ChatRequest, ErrorEnvelope
 
 router = APIRouter(tags=["chat"])
@@ -28,23 +28,18 @@ async def chat(body: ChatRequest, dashboard: DashboardDep, settings: SettingsDep
     """
     message = body.message.strip()
     if not message:
-        return error_json(
+        return message_error(
             422,
             "message: must not be empty",
-            message="message: must not be empty",
             error_type="validation_error",
             suggestion="Type a question.",
-            recoverable=False,
         )
     if len(message) > settings.chat_max_message_chars:
-        text = f"message: must be at most {settings.chat_max_message_chars} characters"
-        return error_json(
+        return message_error(
             422,
-            text,
-            message=text,
+            f"message: must be at most {settings.chat_max_message_chars} characters",
             error_type="validation_error",
             suggestion="Shorten the question.",
-            recoverable=False,
         )
     conversation_id = body.conversation_id or uuid.uuid4().hex
     history = await dashboard.load_conversation(conversation_id)

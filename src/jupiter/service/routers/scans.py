@@ -18,7 +18,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from jupiter.resilience import build_error_response
 from jupiter.scans import FORMATS, ScanInputError, Severity, TruncatedUploadError
 from jupiter.scans._importer import choose_format
 from jupiter.scans._queries import FindingFilters
@@ -30,7 +29,7 @@ from jupiter.scans._service import (
 from jupiter.scans._upload import spool_upload
 
 from ..deps import AdminDep, DashboardDep
-from ..logs import request_id_var
+from ..errors import message_error
 from ..schemas import ErrorEnvelope
 
 __all__ = ["router"]
@@ -72,32 +71,9 @@ _UPLOAD_BODY = {
 }
 
 
-def _error(
-    status_code: int,
-    message: str,
-    *,
-    error_type: str,
-    suggestion: str,
-    recoverable: bool = False,
-    extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = build_error_response(
-        message,
-        status_code=status_code,
-        message=message,
-        error_type=error_type,
-        suggestion=suggestion,
-        recoverable=recoverable,
-        request_id=request_id_var.get(),
-    )
-    body["error"].update(extra or {})
-    return JSONResponse(body, status_code=status_code, headers=headers)
-
-
 def _scan_error(exc: Exception) -> JSONResponse:
     if isinstance(exc, ScanInputError):
-        return _error(
+        return message_error(
             exc.status_code,
             str(exc),
             error_type=exc.problem,
@@ -111,7 +87,7 @@ def _scan_error(exc: Exception) -> JSONResponse:
         if exc.retry_after is not None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
             extra["retry_after"] = exc.retry_after
-        return _error(
+        return message_error(
             503,
             str(exc),
             error_type="scan_processing_unavailable",
@@ -120,7 +96,7 @@ def _scan_error(exc: Exception) -> JSONResponse:
             extra=extra,
             headers=headers,
         )
-    return _error(
+    return message_error(
         503,
         str(exc) if isinstance(exc, ScanProcessingFailedError) else "the scan import failed",
         error_type="scan_processing_failed",
@@ -129,11 +105,20 @@ def _scan_error(exc: Exception) -> JSONResponse:
     )
 
 
+def _no_scan(scan_id: int) -> JSONResponse:
+    return message_error(
+        404,
+        f"there is no scan {scan_id}",
+        error_type="not_found",
+        suggestion="List scans with GET /api/scans.",
+    )
+
+
 def _service(dashboard: Any) -> ScanService | JSONResponse:
     service = dashboard.service("scans")
     if service is None:
         reason = dashboard.init_errors.get("scan_processing")
-        return _error(
+        return message_error(
             503,
             "scan processing is not available" + (f" ({reason})" if reason else ""),
             error_type="scan_processing_unavailable",
@@ -180,7 +165,7 @@ async def upload_scan(
     try:
         content_length = int(length_header) if length_header is not None else None
     except ValueError:
-        return _error(
+        return message_error(
             400,
             "the Content-Length header is not a number",
             error_type="bad_request",
@@ -246,7 +231,7 @@ async def scan_job(dashboard: DashboardDep, job_id: str) -> Any:
         return service
     job = service.job(job_id)
     if job is None:
-        return _error(
+        return message_error(
             404,
             f"there is no import job {job_id!r}",
             error_type="not_found",
@@ -280,12 +265,7 @@ async def scan(dashboard: DashboardDep, scan_id: Annotated[int, Path(ge=1)]) -> 
         return service
     found = await service.get_scan(scan_id)
     if found is None:
-        return _error(
-            404,
-            f"there is no scan {scan_id}",
-            error_type="not_found",
-            suggestion="List scans with GET /api/scans.",
-        )
+        return _no_scan(scan_id)
     found["findings_url"] = f"/api/findings?scan_id={scan_id}"
     return found
 
@@ -304,12 +284,7 @@ async def remove_scan(
         return service
     outcome = await service.delete_scan(scan_id)
     if outcome is None:
-        return _error(
-            404,
-            f"there is no scan {scan_id}",
-            error_type="not_found",
-            suggestion="List scans with GET /api/scans.",
-        )
+        return _no_scan(scan_id)
     service.publish("scan_deleted", outcome)
     return outcome
 
@@ -368,7 +343,7 @@ async def findings(
     try:
         levels = _severities(severity)
     except ValueError as exc:
-        return _error(
+        return message_error(
             422,
             f"severity: {exc}",
             error_type="validation_error",
@@ -399,7 +374,7 @@ async def finding(dashboard: DashboardDep, finding_id: Annotated[int, Path(ge=1)
         return service
     found = await service.get_finding(finding_id)
     if found is None:
-        return _error(
+        return message_error(
             404,
             f"there is no finding {finding_id}",
             error_type="not_found",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from ..deps import DashboardDep
-from ..errors import error_json
+from ..errors import message_error
 from ..schemas import ErrorEnvelope, ThreatsResponse
 
 router = APIRouter(tags=["intel"])
@@ -46,13 +46,11 @@ async def threats(
     try:
         ok, payload = await dashboard.fetch_threats(filters)
     except ValueError as exc:
-        return error_json(
+        return message_error(
             422,
             str(exc),
-            message=str(exc),
             error_type="validation_error",
             suggestion="Fix the filter and try again.",
-            recoverable=False,
         )
     if not ok:
         return JSONResponse({"error": payload}, status_code=int(payload.get("status") or 503))

@@ -16,6 +16,7 @@ const breakers = {
   errors: new ClientBreaker(),
   scans: new ClientBreaker(),
 };
+const SECTION_LABELS = { features: "Features", stats: "Error stats", errors: "Recent errors", scans: "Scans" };
 const SCANS_SHOWN = 100;
 let socket = null;
 let pollTimer = null;
@@ -126,6 +127,36 @@ function confirmAction(title, text, confirmLabel) {
   });
 }
 
+// ---------------------------------------------------------------- section health
+// Each section says whether its data is fresh, failing (last good data shown) or paused by its
+// client-side breaker; a banner above the console names the paused ones.
+function showSectionHealth(section, noteId, error = null, okText = "") {
+  const note = $(noteId);
+  const breaker = breakers[section];
+  note.dataset.failures = String(breaker.failures);
+  if (!error) {
+    note.dataset.state = "ok";
+    note.className = "muted small";
+    note.textContent = okText;
+  } else if (breaker.state === "open") {
+    const seconds = Math.max(1, Math.ceil(breaker.retryAfterMs / 1000));
+    note.dataset.state = "paused";
+    note.className = "small note-warning";
+    note.textContent = `Paused after ${breaker.failures} failed calls; trying again in ${seconds} s. Showing the last good data.`;
+  } else {
+    note.dataset.state = "failing";
+    note.className = "small note-warning";
+    note.textContent = `Showing the last good data (${error.message})`;
+  }
+  const paused = Object.keys(breakers).filter((name) => breakers[name].state === "open");
+  const banner = $("#console-degraded");
+  banner.hidden = paused.length === 0;
+  banner.textContent = paused.length
+    ? `Degraded: ${paused.map((name) => SECTION_LABELS[name]).join(", ")} paused after repeated failures. ` +
+      "The console stops calling for a moment and retries by itself; what is shown may be out of date."
+    : "";
+}
+
 // ---------------------------------------------------------------- features and breakers
 function renderFeatures() {
   // Live updates rebuild the rows; keep what the operator is typing and where the focus is.
@@ -223,9 +254,9 @@ async function loadFeatures() {
     const payload = await breakers.features.call(() => adminRequest("/api/feature-status"));
     features = payload && payload.features ? payload.features : payload || {};
     if (!busy) renderFeatures();
-    $("#features-note").textContent = `updated ${formatTime(Date.now())}`;
+    showSectionHealth("features", "#features-note", null, `updated ${formatTime(Date.now())}`);
   } catch (error) {
-    $("#features-note").textContent = `showing the last good data (${error.message})`;
+    showSectionHealth("features", "#features-note", error);
   }
 }
 
@@ -299,9 +330,9 @@ async function loadStats() {
   try {
     const stats = await breakers.stats.call(() => adminRequest("/api/error-stats"));
     renderStats(stats || {});
-    $("#stats-note").textContent = `updated ${formatTime(Date.now())}`;
+    showSectionHealth("stats", "#stats-note", null, `updated ${formatTime(Date.now())}`);
   } catch (error) {
-    $("#stats-note").textContent = `showing the last good data (${error.message})`;
+    showSectionHealth("stats", "#stats-note", error);
   }
 }
 
@@ -335,9 +366,9 @@ async function loadErrors() {
     const payload = await breakers.errors.call(() => adminRequest("/api/recent-errors?limit=100"));
     recentErrors = Array.isArray(payload) ? payload : (payload && payload.errors) || [];
     renderErrors();
-    $("#recent-note").textContent = `${recentErrors.length} shown · updated ${formatTime(Date.now())}`;
+    showSectionHealth("errors", "#recent-note", null, `${recentErrors.length} shown · updated ${formatTime(Date.now())}`);
   } catch (error) {
-    $("#recent-note").textContent = `showing the last good data (${error.message})`;
+    showSectionHealth("errors", "#recent-note", error);
   }
 }
 $("#errors-refresh").addEventListener("click", () => {
@@ -400,9 +431,9 @@ async function loadScans() {
     renderScans();
     if (focusedScan) document.querySelector(`#scan-rows tr[data-scan="${CSS.escape(focusedScan)}"] button`)?.focus();
     const more = scanList.total > scanList.items.length ? ` · showing the newest ${scanList.items.length}` : "";
-    $("#scans-note").textContent = `updated ${formatTime(Date.now())}${more}`;
+    showSectionHealth("scans", "#scans-note", null, `updated ${formatTime(Date.now())}${more}`);
   } catch (error) {
-    $("#scans-note").textContent = `showing the last good data (${error.message})`;
+    showSectionHealth("scans", "#scans-note", error);
   }
 }
 $("#scans-refresh").addEventListener("click", loadScans);

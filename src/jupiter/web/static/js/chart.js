@@ -162,7 +162,7 @@ export function renderChart(container, data, { minutes }) {
     data.series.map((series, index) =>
       el(
         "li",
-        {},
+        { dataset: { type: series.type } },
         el("span", { class: `swatch series-${index % PALETTE_SIZE}`, "aria-hidden": "true" }),
         el("span", { text: `${series.type} (${series.counts.reduce((a, b) => a + b, 0)})` }),
       ),

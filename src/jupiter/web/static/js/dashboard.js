@@ -32,13 +32,18 @@ socket.addEventListener("statechange", (event) => {
     banner.hidden = true;
     return;
   }
-  if (state === "reconnecting" && chatAwaiting) {
+  if (state === "reconnecting" && awaitingChat.size) {
+    // Every unanswered question gets its own error and its own Retry.
+    const unanswered = [...awaitingChat.values()];
+    awaitingChat.clear();
     setThinking(false);
-    appendChat("assistant", "The connection dropped before Jupiter answered.", {
-      isError: true,
-      suggestion: "Press Retry once the connection is back.",
-      retry: lastChatMessage,
-    });
+    for (const message of unanswered) {
+      appendChat("assistant", "The connection dropped before Jupiter answered.", {
+        isError: true,
+        suggestion: "Press Retry once the connection is back.",
+        retry: message,
+      });
+    }
   }
   if (state === "reconnecting") {
     // What the panels show may be out of date while the socket is down; say so.
@@ -83,19 +88,38 @@ const chatForm = $("#chat-form");
 const chatInput = $("#chat-input");
 const chatThinking = $("#chat-thinking");
 const chatFeature = $("#chat-feature");
-let lastChatMessage = null;
-let chatAwaiting = false;
-
-let retryButton = null;
+// Each question goes out with its own id, which the server echoes as reply_to: an answer or
+// error is matched to the question it is about, so Retry resends that question even when
+// others were sent after it.
+const awaitingChat = new Map(); // id -> message, until its answer or error arrives
+const retryButtons = new Map(); // id of a retried send -> the Retry button that sent it
+let chatSequence = 0;
+let lastChatMessage = null; // only for replies without reply_to (an older server)
 
 function setThinking(on) {
-  if (!on && retryButton) {
-    retryButton.textContent = "Retried";
-    retryButton = null;
-  }
-  chatAwaiting = on;
   chatThinking.hidden = !on;
   $("#chat-panel").setAttribute("aria-busy", on ? "true" : "false");
+}
+
+/** The question a reply answers, and forget it: by reply_to, else the oldest unanswered. */
+function settleChat(data) {
+  const id = data && data.reply_to !== undefined && data.reply_to !== null ? String(data.reply_to) : null;
+  let message = null;
+  if (id !== null && awaitingChat.has(id)) {
+    message = awaitingChat.get(id);
+    awaitingChat.delete(id);
+  } else if (id === null && awaitingChat.size) {
+    const [oldest, text] = awaitingChat.entries().next().value;
+    awaitingChat.delete(oldest);
+    message = text;
+  }
+  const button = id !== null ? retryButtons.get(id) : null;
+  if (button) {
+    button.textContent = "Retried";
+    retryButtons.delete(id);
+  }
+  setThinking(awaitingChat.size > 0);
+  return message ?? lastChatMessage;
 }
 
 function appendChat(role, text, extra = {}) {
@@ -114,8 +138,7 @@ function appendChat(role, text, extra = {}) {
     button.addEventListener("click", () => {
       button.disabled = true;
       button.textContent = "Retrying…";
-      retryButton = button;
-      sendChat(extra.retry, { isRetry: true });
+      sendChat(extra.retry, { retryButton: button });
     });
     item.append(button);
   }
@@ -125,11 +148,14 @@ function appendChat(role, text, extra = {}) {
   return item;
 }
 
-function sendChat(message, { isRetry = false } = {}) {
+function sendChat(message, { retryButton = null } = {}) {
+  const id = `chat-${++chatSequence}`;
   lastChatMessage = message;
-  if (!isRetry) appendChat("user", message);
+  awaitingChat.set(id, message);
+  if (retryButton) retryButtons.set(id, retryButton);
+  else appendChat("user", message);
   setThinking(true);
-  socket.send("chat_message", { message });
+  socket.send("chat_message", { message, id });
 }
 
 chatForm.addEventListener("submit", (event) => {
@@ -152,7 +178,7 @@ chatInput.addEventListener("keydown", (event) => {
 
 socket.on("chat_thinking", () => setThinking(true));
 socket.on("chat_response", (data) => {
-  setThinking(false);
+  const question = settleChat(data);
   const text = String(data.response ?? data.message ?? data.content ?? "");
   const meta = [data.provider, data.model].filter(Boolean).join(" · ");
   const error = data.error && typeof data.error === "object" ? data.error : null;
@@ -161,7 +187,7 @@ socket.on("chat_response", (data) => {
     appendChat("assistant", String(error.message ?? "Jupiter could not answer."), {
       isError: true,
       suggestion: error.suggestion ? String(error.suggestion) : null,
-      retry: error.recoverable !== false ? lastChatMessage : null,
+      retry: error.recoverable !== false ? question : null,
       meta: text ? `Fallback: ${text}` : "",
     });
   } else if (data.is_error) {
@@ -169,7 +195,7 @@ socket.on("chat_response", (data) => {
     appendChat("assistant", text, {
       isError: true,
       suggestion: data.suggestion ? String(data.suggestion) : disabled ? "Chat is switched off for now; the other panels still work." : null,
-      retry: !disabled && data.recoverable !== false ? lastChatMessage : null,
+      retry: !disabled && data.recoverable !== false ? question : null,
       meta,
     });
   } else {
@@ -178,13 +204,13 @@ socket.on("chat_response", (data) => {
   if (data.feature_status) showChatFeature(data.feature_status);
 });
 socket.on("chat_error", (data) => {
-  setThinking(false);
+  const question = settleChat(data);
   const message = String(data.message ?? data.error ?? "Jupiter could not answer.");
   const recoverable = data.recoverable !== false;
   appendChat("assistant", message, {
     isError: true,
     suggestion: data.suggestion ? String(data.suggestion) : null,
-    retry: recoverable && lastChatMessage ? lastChatMessage : null,
+    retry: recoverable && question ? question : null,
     meta: data.fallback ? `Fallback: ${data.fallback}` : "",
   });
   if (data.feature_status) showChatFeature(data.feature_status);
@@ -323,11 +349,12 @@ function threatRow(item) {
   return el(
     "tr",
     { dataset: { source: String(item.source ?? ""), severity: sev } },
-    el("td", { class: "mono" }, link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: id }) : id),
+    // data-label names each cell where the narrow layout stacks them without the header row.
+    el("td", { class: "mono threat-id" }, link ? el("a", { href: link, rel: "noopener noreferrer", target: "_blank", text: id }) : id),
     el("td", { class: "threat-title", text: String(threatField(item, "title", "name", "description")) }),
-    el("td", {}, el("span", { class: `badge sev sev-${sev.replace(/[^a-z]/g, "")}`, text: sev })),
-    el("td", { text: String(item.source ?? "") }),
-    el("td", { class: "nowrap", text: date ? String(date).slice(0, 10) : "" }),
+    el("td", { class: "threat-severity" }, el("span", { class: `badge sev sev-${sev.replace(/[^a-z]/g, "")}`, text: sev })),
+    el("td", { class: "threat-source", dataset: { label: "Source" }, text: String(item.source ?? "") }),
+    el("td", { class: "nowrap threat-date", dataset: { label: "Date" }, text: date ? String(date).slice(0, 10) : "" }),
   );
 }
 
@@ -430,8 +457,13 @@ socket.on("threats_update", (data) => {
   renderThreatSources(data.sources);
   const stale = $("#threats-stale");
   if (data.stale) {
+    // The age of what is stale: an offline source loaded once (ATT&CK) is old but not stale.
+    const staleAges = Object.values(data.sources && typeof data.sources === "object" ? data.sources : {})
+      .filter((info) => info && info.status === "stale" && info.age_seconds !== null && info.age_seconds !== undefined)
+      .map((info) => Number(info.age_seconds));
+    const age = staleAges.length ? Math.max(...staleAges) : data.age_seconds;
     stale.hidden = false;
-    stale.textContent = data.age_seconds !== undefined && data.age_seconds !== null ? `stale · ${formatAge(data.age_seconds)}` : "stale";
+    stale.textContent = age !== undefined && age !== null ? `stale · ${formatAge(age)}` : "stale";
     stale.title = "A source failed; this is its last good data.";
   } else {
     stale.hidden = true;
@@ -462,7 +494,7 @@ function renderPulse(data) {
     const status = String(info.status || "live").toLowerCase();
     const own = items.filter((i) => feedOf(i) === name).slice(0, 6);
     const detail = [];
-    if (info.age_seconds !== undefined && status !== "live") detail.push(formatAge(info.age_seconds));
+    if (info.age_seconds !== undefined && info.age_seconds !== null && status !== "live") detail.push(formatAge(info.age_seconds));
     if ((status === "error" || status === "stale") && (info.error || info.message)) detail.push(String(info.error || info.message));
     if (status === "pending") detail.push("not fetched yet");
     return el(
