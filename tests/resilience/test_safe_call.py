@@ -250,3 +250,30 @@ async def test_async_circuit_open_error_is_not_retried():
     assert await safe_api_call_async(refused, fallback="fb", clock=clock) == "fb"
     assert calls == 1
     assert clock.sleeps == []
+
+
+async def test_safe_api_call_awaits_an_async_function_with_retry_and_fallback():
+    """safe_api_call given an async function returns an awaitable that retries, then falls back."""
+    clock = FakeClock()
+    attempts = 0
+
+    async def flaky() -> dict[str, list[int]]:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("upstream down")
+
+    result = await safe_api_call(
+        func=flaky, fallback={"data": []}, max_retries=3, log_name="Feed", clock=clock
+    )
+    assert result == {"data": []}
+    assert attempts == 3
+    assert clock.sleeps == [1.0, 2.0]
+
+
+async def test_safe_api_call_returns_an_async_success_unchanged():
+    """An async function that succeeds gives its value through safe_api_call."""
+
+    async def fine() -> str:
+        return "ok"
+
+    assert await safe_api_call(func=fine, fallback="fallback", clock=FakeClock()) == "ok"

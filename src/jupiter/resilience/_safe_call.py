@@ -15,10 +15,11 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._backoff import JitterName, JitterStrategy
 from ._budget import RetryBudget
+from ._callables import is_async_callable
 from ._clock import DEFAULT_RANDOM, SYSTEM_CLOCK, Clock, RandomSource
 from ._errors import scrub_secrets
 from ._exceptions import CircuitOpenError
@@ -183,7 +184,35 @@ def safe_api_call(
     goes straight to the fallback. ``on_error(exc)`` is told about the final failure (for an
     ``ErrorAggregator``); an exception inside it is logged and ignored. Any ``Exception`` ends in
     the fallback; cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+
+    Given an ``async`` function it returns the awaitable of :func:`safe_api_call_async` with the
+    same arguments, so ``await safe_api_call(func=fetch, ...)`` retries and falls back too
+    (calling the coroutine function here would only create a coroutine that never fails).
     """
+    if is_async_callable(func):
+        return cast(
+            "T | F | None",
+            safe_api_call_async(
+                cast("Callable[..., Awaitable[Any]]", func),
+                fallback,
+                max_retries,
+                log_name,
+                args=args,
+                kwargs=kwargs,
+                breaker=breaker,
+                on_error=on_error,
+                initial_delay=initial_delay,
+                backoff_factor=backoff_factor,
+                max_delay=max_delay,
+                exceptions=exceptions,
+                jitter=jitter,
+                deadline=deadline,
+                budget=budget,
+                logger=logger,
+                clock=clock,
+                random=random,
+            ),
+        )
     source: FallbackSource[F | None] = FallbackSource(fallback)
     call = _SafeCall(
         func,
