@@ -20,6 +20,7 @@ import statistics
 import sys
 import threading
 import time
+import timeit
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,24 +82,18 @@ def median_ns_per_call(loop: Callable[[int], Any], cfg: Config) -> float:
     return statistics.median(samples)
 
 
-def sync_loop(fn: Callable[[], Any]) -> Callable[[int], None]:
-    def loop(n: int) -> None:
-        for _ in range(n):
-            fn()
-
-    return loop
+def sync_loop(fn: Callable[[], Any]) -> Callable[[int], object]:
+    """``n`` calls of ``fn`` in timeit's compiled loop (the method behind the issue's figures:
+    a bare call measures about 24 ns there, against about 35 ns in a Python ``for`` loop)."""
+    return timeit.Timer("fn()", globals={"fn": fn}).timeit
 
 
-def rejecting_loop(fn: Callable[[], Any], errors: tuple[type[BaseException], ...]):
-    def loop(n: int) -> None:
-        for _ in range(n):
-            # contextlib.suppress would dominate the measurement
-            try:  # noqa: SIM105
-                fn()
-            except errors:
-                pass
-
-    return loop
+def rejecting_loop(
+    fn: Callable[[], Any], errors: tuple[type[BaseException], ...]
+) -> Callable[[int], object]:
+    """``n`` calls of ``fn`` that each raise one of ``errors``, caught in the loop."""
+    statement = "try:\n    fn()\nexcept errors:\n    pass"
+    return timeit.Timer(statement, globals={"fn": fn, "errors": errors}).timeit
 
 
 def async_loop(make: Callable[[], Awaitable[Any]]) -> Callable[[int], None]:

@@ -4,6 +4,7 @@ on sync and async functions and methods, and the sync and async context managers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 
 import pytest
@@ -277,3 +278,44 @@ def test_decorated_function_resolves_its_annotations_like_the_original() -> None
     guarded = breaker(endpoint)
     assert typing.get_type_hints(guarded) == typing.get_type_hints(endpoint)
     assert guarded.__globals__ is endpoint.__globals__  # type: ignore[attr-defined]
+
+
+def test_decorated_call_straddling_a_reset_does_not_count(clock: FakeClock) -> None:
+    """A decorated call that began before reset() fails without counting against the new state."""
+    breaker = CircuitBreaker(failure_threshold=1, timeout=30, clock=clock)
+
+    @breaker
+    def fails_after_a_reset() -> None:
+        breaker.reset()
+        raise RuntimeError("late failure")
+
+    with pytest.raises(RuntimeError):
+        fails_after_a_reset()
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.metrics.failed == 1  # counted as an outcome, but not against the new generation
+
+    @breaker
+    def fails_now() -> None:
+        raise RuntimeError("current failure")
+
+    with pytest.raises(RuntimeError):
+        fails_now()
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_decorated_sync_function_counts_every_outcome(clock: FakeClock) -> None:
+    """The decorator's closed-state path counts successes and failures exactly like call()."""
+    breaker = CircuitBreaker(failure_threshold=3, timeout=30, clock=clock)
+    outcomes = iter([True, False, True, False, False, True])
+
+    @breaker
+    def maybe() -> str:
+        if next(outcomes):
+            return "ok"
+        raise ValueError("boom")
+
+    for _ in range(6):
+        with contextlib.suppress(ValueError):
+            maybe()
+    assert (breaker.metrics.succeeded, breaker.metrics.failed) == (3, 3)
+    assert breaker.state is CircuitState.CLOSED  # successes reset the consecutive count
