@@ -319,3 +319,26 @@ def test_decorated_sync_function_counts_every_outcome(clock: FakeClock) -> None:
             maybe()
     assert (breaker.metrics.succeeded, breaker.metrics.failed) == (3, 3)
     assert breaker.state is CircuitState.CLOSED  # successes reset the consecutive count
+
+
+async def test_decorated_wrappers_run_in_the_wrapped_functions_namespace() -> None:
+    """Sync and async wrappers carry the original's __globals__ and still refuse when open."""
+    breaker = CircuitBreaker(failure_threshold=1, timeout=30, clock=FakeClock())
+
+    def sync_endpoint() -> str:
+        return "sync"
+
+    async def async_endpoint() -> str:
+        return "async"
+
+    guarded_sync = breaker(sync_endpoint)
+    guarded_async = breaker(async_endpoint)
+    assert guarded_sync.__globals__ is sync_endpoint.__globals__  # type: ignore[attr-defined]
+    assert guarded_async.__globals__ is async_endpoint.__globals__  # type: ignore[attr-defined]
+    assert guarded_sync() == "sync"
+    assert await guarded_async() == "async"
+    breaker.force_open()
+    with pytest.raises(CircuitOpenError):
+        guarded_sync()
+    with pytest.raises(CircuitOpenError):
+        await guarded_async()

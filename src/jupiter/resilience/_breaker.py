@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import MethodType, TracebackType
+from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeAlias, TypeVar, Unpack, cast
 
 from ._breaker_core import BreakerCore, RefusedCall
@@ -32,21 +33,6 @@ R = TypeVar("R")
 #: The active ``with breaker:`` blocks of the current thread or task, innermost first, as a
 #: linked stack of ``(ticket, start, outer)`` tuples (tuples: the cheapest thing to build).
 _Entered: TypeAlias = "tuple[int, float, _Entered] | None"
-
-
-class _GuardedFunction(functools.partial[Any]):
-    """What ``@breaker`` returns: ``partial(CircuitBreaker.call, breaker, func)``.
-
-    A C-level partial forwards arguments far more cheaply than a Python wrapper function, and
-    ``__get__`` makes it bind like a function, so decorated methods receive ``self``.
-    """
-
-    __slots__ = ()
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return MethodType(self, instance)
 
 
 class CircuitBreaker(BreakerCore):
@@ -144,12 +130,17 @@ class CircuitBreaker(BreakerCore):
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate ``func`` (sync or ``async def``); the result keeps its name and signature."""
-        if inspect.iscoroutinefunction(func):
-            guarded: Any = _GuardedFunction(type(self).call_async, self, func)
-            # Frameworks that resolve string annotations (FastAPI, pydantic) look for __globals__.
-            guarded.__globals__ = getattr(func, "__globals__", {})
-        else:
-            guarded = self._sync_guard(func)
+        guarded: Any = (
+            self._async_guard(func) if inspect.iscoroutinefunction(func) else self._sync_guard(func)
+        )
+        globals_of_func = getattr(func, "__globals__", None)
+        if isinstance(globals_of_func, dict):
+            # Frameworks that evaluate string annotations (FastAPI) read ``__globals__`` of the
+            # wrapper itself; the wrapper's code reads only its cells and builtins, so it can run
+            # in the wrapped function's module namespace.
+            guarded = types.FunctionType(
+                guarded.__code__, globals_of_func, guarded.__name__, None, guarded.__closure__
+            )
         functools.update_wrapper(guarded, func)
         return cast("Callable[P, R]", guarded)
 
@@ -159,9 +150,9 @@ class CircuitBreaker(BreakerCore):
         Deliberately the same lines as :meth:`call` (the decisions stay in the core): one Python
         frame instead of a partial plus the method is an eighth of a decorated call's cost, and
         a refusal unwinds through one frame fewer. ``test_breaker_drivers`` runs both forms
-        through the same outcomes.
+        through the same outcomes. :meth:`_async_guard` is the same for ``call_async``.
         """
-        breaker = self
+        breaker, refused = self, RefusedCall  # cells, not globals: see __call__
 
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             ticket = breaker._generation
@@ -170,11 +161,38 @@ class CircuitBreaker(BreakerCore):
             else:
                 admitted = breaker._admit()
                 if type(admitted) is float:
-                    raise RefusedCall(breaker._name, admitted)  # see BreakerCore._admit
+                    raise refused(breaker._name, admitted)  # see BreakerCore._admit
                 ticket = admitted  # type: ignore[assignment]  # an int once not a float
                 start = breaker._monotonic() if breaker._timed else 0.0
             try:
                 result = func(*args, **kwargs)
+            except BaseException as exc:
+                breaker.on_failure(ticket, exc, breaker._elapsed(start))
+                raise
+            if breaker._clean:
+                next(breaker._succeeded)
+                return result
+            breaker.on_result(ticket, result, breaker._elapsed(start))
+            return result
+
+        return guarded
+
+    def _async_guard(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """The ``@breaker`` wrapper of an ``async def``: :meth:`call_async`'s body, ``fn`` bound."""
+        breaker, refused = self, RefusedCall  # cells, not globals: see __call__
+
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            ticket = breaker._generation
+            if breaker._closed_fast:
+                start = 0.0
+            else:
+                admitted = breaker._admit()
+                if type(admitted) is float:
+                    raise refused(breaker._name, admitted)  # see BreakerCore._admit
+                ticket = admitted  # type: ignore[assignment]  # an int once not a float
+                start = breaker._monotonic() if breaker._timed else 0.0
+            try:
+                result = await func(*args, **kwargs)
             except BaseException as exc:
                 breaker.on_failure(ticket, exc, breaker._elapsed(start))
                 raise
