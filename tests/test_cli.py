@@ -218,3 +218,95 @@ async def test_serve_answers_oversize_messages_with_an_error_and_refuses_giant_f
             await recv_event(ws, "error")
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "99999", "eighty"])
+def test_serve_refuses_a_bad_port_with_a_usage_error(data_dir, capsys, port):
+    """`jupiter serve --port` outside 0..65535 (or not a number) exits 2 naming the range."""
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--port", port])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err
+    assert "port" in err.split("--port", 1)[1]
+    assert "Traceback" not in err
+    assert not (data_dir / "admin_token").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "inf", "soon"])
+def test_status_refuses_a_bad_timeout_with_a_usage_error(data_dir, capsys, timeout):
+    """`jupiter status --timeout` must be a finite number of seconds above 0: else exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(["status", "--timeout", timeout, "--url", "http://127.0.0.1:1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err
+    assert "no server answers" not in err
+
+
+def test_a_bad_environment_setting_is_named_without_a_traceback(data_dir, monkeypatch, capsys):
+    """A bad JUPITER_* value makes every command exit 2 with one line naming the variable."""
+    monkeypatch.setenv("JUPITER_LOG_FORMAT", "xml")
+    for argv in (["token"], ["status"], ["feeds", "sync"], ["serve", "--port", "0"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            "jupiter: invalid setting JUPITER_LOG_FORMAT: Input should be 'text' or 'json'"
+        ]
+        assert "xml" not in err
+    assert not (data_dir / "admin_token").exists()
+
+
+def test_a_bad_port_variable_is_named(data_dir, monkeypatch, capsys):
+    """JUPITER_PORT=abc: `jupiter serve` exits 2 naming JUPITER_PORT, not a traceback."""
+    monkeypatch.setenv("JUPITER_PORT", "abc")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "JUPITER_PORT" in err
+    assert "Traceback" not in err
+
+
+def test_a_rejected_admin_token_is_never_echoed(data_dir, monkeypatch, capsys):
+    """A too-short JUPITER_ADMIN_TOKEN is named with its rule; neither its value nor its
+    length is printed, and every bad setting gets its own line."""
+    secret = "s3cr3t-tok"
+    monkeypatch.setenv("JUPITER_ADMIN_TOKEN", secret)
+    monkeypatch.setenv("JUPITER_PORT", "-4")
+    assert main(["token"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 2
+    assert "JUPITER_ADMIN_TOKEN" in captured.err
+    assert "JUPITER_PORT" in captured.err
+    assert "16 characters" in captured.err
+    assert secret not in captured.err + captured.out
+    assert str(len(secret)) not in captured.err
+
+
+def test_a_malformed_list_setting_is_named(data_dir, monkeypatch, capsys):
+    """JUPITER_PULSE_FEEDS that is not JSON: exit 2, the variable named, the value not shown."""
+    monkeypatch.setenv("JUPITER_PULSE_FEEDS", "[not-json-value")
+    assert main(["token"]) == 2
+    err = capsys.readouterr().err
+    assert "JUPITER_PULSE_FEEDS" in err
+    assert "not-json-value" not in err
+
+
+def test_a_bad_setting_gives_no_traceback_from_the_installed_command(data_dir, tmp_path):
+    """The real `python -m jupiter.cli` process: exit 2 and a one-line error on stderr."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JUPITER_")},
+        "JUPITER_DATA_DIR": str(data_dir),
+        "JUPITER_LOG_FORMAT": "xml",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "jupiter.cli", "token"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "JUPITER_LOG_FORMAT" in done.stderr

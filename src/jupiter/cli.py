@@ -12,12 +12,21 @@ import asyncio
 import importlib
 import ipaddress
 import json
+import math
+import re
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["WS_MAX_FRAME_BYTES", "build_parser", "main", "ws_max_frame_bytes"]
+__all__ = [
+    "WS_MAX_FRAME_BYTES",
+    "SettingsProblem",
+    "build_parser",
+    "load_settings",
+    "main",
+    "ws_max_frame_bytes",
+]
 
 #: The largest WebSocket frame uvicorn accepts; above it the server closes the socket with code
 #: 1009 (message too big) before the app sees the frame. The app's own limit
@@ -31,10 +40,92 @@ def ws_max_frame_bytes(settings: Any) -> int:
     return max(WS_MAX_FRAME_BYTES, 4 * int(settings.ws_max_message_bytes))
 
 
-def _settings(**overrides: Any) -> Any:
+class SettingsProblem(Exception):
+    """The configuration (``JUPITER_*`` variables or ``.env``) is invalid; ``lines`` say why.
+
+    :func:`main` prints the lines and exits with status 2 instead of showing a traceback.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _setting_source(field: str) -> str:
+    """The environment variable a Settings field is read from (``JUPITER_LOG_FORMAT``)."""
     from jupiter.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    info = Settings.model_fields.get(field)
+    if info is None:  # already an alias such as XAI_API_KEY
+        return field
+    if isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"JUPITER_{field.upper()}"
+
+
+def _is_secret(field: str) -> bool:
+    """True for a ``SecretStr`` setting, looked up by field name or by alias."""
+    from pydantic import SecretStr
+
+    from jupiter.settings import Settings
+
+    info = Settings.model_fields.get(field) or next(
+        (f for f in Settings.model_fields.values() if f.validation_alias == field), None
+    )
+    return info is not None and SecretStr in getattr(
+        info.annotation, "__args__", (info.annotation,)
+    )
+
+
+def _rule_broken(field: str, error: Any) -> str:
+    """pydantic's message, except for secrets: "at least 16 characters, not 11" tells the length
+    of the rejected token, so a secret gets the rule alone."""
+    if not _is_secret(field):
+        return str(error["msg"])
+    context = error.get("ctx") or {}
+    if "min_length" in context:
+        return f"must be at least {context['min_length']} characters long"
+    if "max_length" in context:
+        return f"must be at most {context['max_length']} characters long"
+    return "is not a valid value"
+
+
+def _describe_settings_error(exc: Exception) -> list[str]:
+    """One line per bad setting, naming its variable and the rule it breaks, never the value:
+    pydantic's ``str(error)`` includes each rejected input, secrets such as the token too."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            location = [str(part) for part in error["loc"]]
+            if not location:  # a check across several settings: its message names them
+                lines.append(f"jupiter: invalid settings: {error['msg']}")
+                continue
+            name = _setting_source(location[0])
+            where = "".join(f"[{part}]" for part in location[1:])
+            rule = _rule_broken(location[0], error)
+            lines.append(f"jupiter: invalid setting {name}{where}: {rule}")
+        return lines
+    # pydantic-settings' SettingsError (e.g. a list setting that is not JSON) names the field.
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match:
+        name = _setting_source(match.group(1))
+        return [f"jupiter: invalid setting {name}: cannot parse the value (JSON expected)"]
+    return [f"jupiter: invalid settings: {exc}"]
+
+
+def load_settings(**overrides: Any) -> Any:
+    """The validated settings; :class:`SettingsProblem` when the configuration is invalid."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from jupiter.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, SettingsError) as exc:
+        raise SettingsProblem(_describe_settings_error(exc)) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,7 +153,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jupiter.service.logs import configure_logging
     from jupiter.service.tokens import admin_token_for
 
-    settings = _settings(host=args.host, port=args.port)
+    settings = load_settings(host=args.host, port=args.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token_for(settings)
     secrets = [token] + [
@@ -110,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
-    settings = _settings()
+    settings = load_settings()
     url = args.url or f"http://{settings.host}:{settings.port}"
     try:
         response = httpx.get(url.rstrip("/") + "/api/status", timeout=args.timeout)
@@ -139,7 +230,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from jupiter.service.tokens import admin_token_for, rotate_token
 
-    settings = _settings()
+    settings = load_settings()
     if args.rotate:
         if settings.admin_token is not None:
             print("jupiter: JUPITER_ADMIN_TOKEN is set; change it there instead.", file=sys.stderr)
@@ -180,7 +271,7 @@ def cmd_feeds_sync(args: argparse.Namespace) -> int:
     from jupiter.resilience import CircuitBreaker, ErrorAggregator
     from jupiter.storage import Database
 
-    settings = _settings()
+    settings = load_settings()
     database = Database.from_settings(settings)
     database.create_all()
     aggregator = ErrorAggregator(window_minutes=settings.error_window_minutes)
@@ -218,19 +309,47 @@ def cmd_feeds_sync(args: argparse.Namespace) -> int:
     return 0 if succeeded and aggregator.get_error_stats()["total_errors"] == 0 else 1
 
 
+def port_number(text: str) -> int:
+    """argparse type for ``--port``: an integer from 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is out of range: a port is 0 (any free port) to 65535"
+        )
+    return port
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type for ``--timeout``: a finite number of seconds greater than 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds greater than 0")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jupiter", description="Jupiter security dashboard")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the dashboard server")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8000; 0 = any free)")
+    serve.add_argument(
+        "--port", type=port_number, default=None, help="port (default 8000; 0 = any free)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", help="show the status of a running server")
     status.add_argument("--url", default=None, help="server URL (default from the settings)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    status.add_argument("--timeout", type=float, default=5.0)
+    status.add_argument(
+        "--timeout", type=positive_seconds, default=5.0, help="seconds to wait (default 5)"
+    )
     status.set_defaults(func=cmd_status)
 
     token = sub.add_parser("token", help="show the admin token (or --rotate it)")
@@ -256,7 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsProblem as problem:
+        for line in problem.lines:
+            print(line, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

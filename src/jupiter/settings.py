@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     storage_flush_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     storage_flush_batch_size: int = Field(default=200, ge=1, le=100_000)
     storage_restore_errors: int = Field(default=1000, ge=0, le=100_000)
+    # /readyz reports the background writer not ready once its writes have failed this long.
+    storage_stuck_after_seconds: float = Field(default=30.0, ge=0, le=86_400)
 
     # --- LLM chat ---
     llm_provider: Literal["auto", "grok", "openai", "ollama", "offline"] = "auto"

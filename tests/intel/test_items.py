@@ -7,6 +7,8 @@ import stix2
 
 from jupiter.intel import ThreatFilters
 from jupiter.intel._items import (
+    MAX_OFFSET,
+    ThreatFilterError,
     attack_entry_to_item,
     kev_record_to_item,
     safe_http_url,
@@ -126,3 +128,55 @@ def test_filters_reject_bad_values_with_clear_errors() -> None:
     with pytest.raises(ValueError, match="limit"):
         ThreatFilters(limit=0)
     assert ThreatFilters.from_value({"query": "git", "limit": 5}).limit == 5
+
+
+@pytest.mark.parametrize(
+    ("filters", "field", "match"),
+    [
+        ({"limit": "abc"}, "limit", "limit must be an integer, not str"),
+        ({"limit": True}, "limit", "limit must be an integer, not bool"),
+        ({"limit": 1.5}, "limit", "limit must be an integer, not float"),
+        ({"limit": 5001}, "limit", "limit must be between 1 and 5000"),
+        ({"offset": float("nan")}, "offset", "offset must be an integer, not float"),
+        ({"offset": -1}, "offset", "offset must be between 0"),
+        ({"offset": 2**63}, "offset", "offset must be between 0 and 9223372036854775807"),
+        ({"source": [1]}, "source", "source must be a string, not list"),
+        ({"query": 5}, "query", "query must be a string, not int"),
+        ({"kind": {"a": 1}}, "kind", "kind must be a string, not dict"),
+        ({"severity": 3}, "severity", "severity must be a string"),
+        ({"query": "a\x00b"}, "query", "control characters"),
+        ({"source": "kev\n"}, "source", "control characters"),
+        ({"query": "\ud800"}, "query", "lone surrogates"),
+        ({"since": "2024\x7f"}, "since", "control characters"),
+        ({"query": "x" * 201}, "query", "at most 200 characters"),
+        ({"colour": "red"}, "colour", "unknown filter"),
+    ],
+)
+def test_filters_check_types_and_ranges_naming_the_field(
+    filters: dict[str, object], field: str, match: str
+) -> None:
+    """Wrong types (bools and floats are not counts), out-of-range numbers, control characters
+    and lone surrogates raise a ValueError whose ``field`` names the filter."""
+    with pytest.raises(ValueError, match=match) as caught:
+        ThreatFilters.from_value(filters)
+    assert isinstance(caught.value, ThreatFilterError)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("value", ["x", 5, [("limit", 5)], True])
+def test_filters_that_are_not_a_mapping_are_rejected(value: object) -> None:
+    """A string, number or list where the filters object belongs is an error, not dropped."""
+    with pytest.raises(ThreatFilterError, match="filters must be an object") as caught:
+        ThreatFilters.from_value(value)  # type: ignore[arg-type]
+    assert caught.value.field == "filters"
+
+
+def test_filters_accept_the_extremes_of_each_range() -> None:
+    """limit 1 and 5000, offset 0 and 2**63-1, and tab-free unicode text are all valid."""
+    low = ThreatFilters.from_value({"limit": 1, "offset": 0})
+    high = ThreatFilters.from_value(
+        {"limit": 5000, "offset": MAX_OFFSET, "query": "Ünïcødé — ransomware", "source": "kev"}
+    )
+    assert (low.limit, low.offset) == (1, 0)
+    assert (high.limit, high.offset, high.query) == (5000, 2**63 - 1, "Ünïcødé — ransomware")
+    assert ThreatFilters.from_value(None) == ThreatFilters()

@@ -15,6 +15,7 @@ import pytest
 
 from jupiter.resilience.testing import FakeClock
 from jupiter.scans import ScanService
+from support.databases import postgres_schema, search_path_url
 from support.jupiter_app import ADMIN, fast_settings, running_app
 
 SAMPLE = "import subprocess\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
@@ -456,3 +457,88 @@ async def test_scan_detail_has_its_identity_counts_and_findings_link(
     assert listed["total"] == 6
     assert listed["items"][0]["rule_id"] == "CVE-2021-44228"  # KEV-exploited first
     assert "CVE-2024-9" not in {item["rule_id"] for item in listed["items"]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_db_client(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The running app on SQLite, or on a fresh PostgreSQL schema (which rejects NUL bytes and
+    ids beyond its 32-bit INTEGER columns)."""
+    if request.param == "sqlite":
+        async with running_app(fast_settings(tmp_path)) as pair:
+            yield pair
+        return
+    base = request.getfixturevalue("postgres_url")
+    with postgres_schema(base, "jupiter_scans_api") as schema:
+        settings = fast_settings(tmp_path, database_url=search_path_url(base, schema))
+        async with running_app(settings) as pair:
+            yield pair
+
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", f"/api/scans/{HUGE}", "scan_id"),
+        ("GET", f"/api/scans/{2**31}", "scan_id"),
+        ("GET", f"/api/findings/{HUGE}", "finding_id"),
+        ("DELETE", f"/api/scans/{HUGE}", "scan_id"),
+        ("GET", f"/api/findings?scan_id={HUGE}", "scan_id"),
+        ("GET", f"/api/findings?offset={HUGE}", "offset"),
+        ("GET", f"/api/findings?offset={2**63}", "offset"),
+        ("GET", f"/api/scans?offset={HUGE}", "offset"),
+        ("GET", "/api/findings?asset=%00", "asset"),
+        ("GET", "/api/findings?tool=a%00", "tool"),
+        ("GET", "/api/findings?asset=a%1Bb", "asset"),
+        ("POST", "/api/scans?asset=a%00", "asset"),
+    ],
+)
+async def test_out_of_range_ids_and_control_characters_are_422_naming_the_parameter(
+    any_db_client: tuple[Any, httpx.AsyncClient], method: str, path: str, name: str
+) -> None:
+    """Huge ids/offsets and NUL or other control characters are a 422, never a 500."""
+    _app, http = any_db_client
+    response = await http.request(method, path, headers=ADMIN, content=b"{}")
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "validation_error"
+    assert error["message"].startswith(f"{name}:")
+    errors = (await http.get("/api/recent-errors")).json()["errors"]
+    assert not [e for e in errors if e["type"] != "scan_rejected"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/api/scans/{2**31 - 1}"),
+        ("GET", f"/api/findings/{2**31 - 1}"),
+        ("DELETE", f"/api/scans/{2**31 - 1}"),
+    ],
+)
+async def test_the_largest_valid_id_is_a_plain_404(
+    any_db_client: tuple[Any, httpx.AsyncClient], method: str, path: str
+) -> None:
+    """The top of the id range reaches the database and is simply not found."""
+    _app, http = any_db_client
+    response = await http.request(method, path, headers=ADMIN)
+    assert response.status_code == 404, response.text
+
+
+async def test_the_largest_offset_is_an_empty_page(
+    any_db_client: tuple[Any, httpx.AsyncClient], builders: dict[str, Any]
+) -> None:
+    """offset 2**63-1 (and scan_id 2**31-1) is accepted and answers an empty page, not a 500."""
+    _app, http = any_db_client
+    assert (await http.post("/api/scans", content=trivy(builders, "CVE-2024-7"))).status_code == 201
+    top = str(2**63 - 1)
+    scans = await http.get("/api/scans", params={"offset": top})
+    assert scans.status_code == 200, scans.text
+    assert scans.json()["items"] == []
+    assert scans.json()["total"] == 1
+    found = await http.get("/api/findings", params={"offset": top, "scan_id": 2**31 - 1})
+    assert found.status_code == 200, found.text
+    assert found.json()["total"] == 0
+    page = await http.get("/api/findings", params={"offset": top})
+    assert page.json()["items"] == []
+    assert page.json()["total"] == 1

@@ -86,3 +86,32 @@ def test_bad_file_is_reported_with_its_place_and_others_still_import(
     assert summary["format"] == "grype"
     assert summary["new"] == 1
     assert [f.rule_id for f in stored_findings(data_dir)] == ["CVE-2022-42889"]
+
+
+def test_a_directory_is_reported_as_a_directory(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Importing a directory says it is a directory (not "no such file"); exit status 1."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    missing = tmp_path / "absent.json"
+    assert main(["scans", "import", str(folder), str(missing)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"jupiter: {folder}: is a directory, not a scan file",
+        f"jupiter: {missing}: no such file",
+    ]
+    assert stored_findings(data_dir) == []
+
+
+def test_a_bad_setting_stops_the_import_with_a_clear_error(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bad JUPITER_* value: exit status 2 and the variable named, nothing imported."""
+    monkeypatch.setenv("JUPITER_SCAN_MAX_UPLOAD_BYTES", "-1")
+    assert main(["scans", "import", str(tmp_path / "any.json")]) == 2
+    assert "JUPITER_SCAN_MAX_UPLOAD_BYTES" in capsys.readouterr().err
+    assert not (data_dir / "jupiter.db").exists()

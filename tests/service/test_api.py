@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 import pytest
+from starlette.concurrency import run_in_threadpool
 
 from jupiter.service.dashboard import COMPONENTS
+from jupiter.storage import load_conversation
+from jupiter.storage.models import StateChange
 from support.jupiter_app import ADMIN, running_app
 
 FEATURES = {spec.name for spec in COMPONENTS}
@@ -355,3 +362,64 @@ async def test_openapi_documents_every_route_with_a_response_model(api):
         assert (method, path) in checked, (method, path)
     docs = await client.get("/docs")
     assert docs.status_code == 200
+
+
+@pytest.mark.parametrize("message", ["\ud800", "what is \ud83d sql\x00 injection?"])
+async def test_chat_with_a_lone_surrogate_or_nul_answers_and_is_stored_cleaned(api, message):
+    """Unencodable text is cleaned on the way in: a 200 reply (never a 500), stored history."""
+    app, client = api
+    response = await client.post(
+        "/api/chat",
+        content=json.dumps({"message": message, "conversation_id": "poison-1"}),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert "\x00" not in response.text
+    writer = app.state.dashboard.writer
+    assert await run_in_threadpool(writer.flush, 10)
+    stored = load_conversation(app.state.dashboard.database.session_factory, "poison-1")
+    assert stored[0]["content"] == message.replace("\x00", "").replace("\ud800", "\ufffd").replace(
+        "\ud83d", "\ufffd"
+    )
+    assert writer.stats.rejected == 0
+
+
+async def test_disable_reason_with_nul_is_cleaned_and_later_history_persists(api):
+    """A NUL in a disable reason is removed; the change and the ones after it are stored."""
+    app, client = api
+    response = await client.post(
+        "/api/features/pulse/disable",
+        headers={**ADMIN, "content-type": "application/json"},
+        content=json.dumps({"reason": "x\x00y\ud800"}),
+    )
+    assert response.status_code == 200
+    assert response.json()["reason"] == "xy\ufffd"
+    await client.post("/api/features/pulse/enable", headers=ADMIN, json={"reason": "back"})
+    assert await run_in_threadpool(app.state.dashboard.writer.flush, 10)
+    history = (await client.get("/api/history", headers=ADMIN)).json()["changes"]
+    reasons = [c["reason"] for c in history if c["kind"] == "feature"]
+    assert reasons == ["xy\ufffd", "back"]
+
+
+async def test_readyz_reports_a_stuck_background_writer(settings_factory):
+    """While the writer cannot write (its table is gone) /readyz is 503 naming the writer;
+    once the database is fixed the queued rows land and it is ready again."""
+    async with running_app(settings_factory(storage_stuck_after_seconds=0)) as (app, client):
+        dashboard = app.state.dashboard
+        assert (await client.get("/readyz")).status_code == 200
+        await run_in_threadpool(StateChange.__table__.drop, dashboard.database.engine)
+        failed_before = dashboard.writer.stats.failed_batches
+        await client.post("/api/features/pulse/disable", headers=ADMIN, json={"reason": "stuck"})
+        deadline = time.monotonic() + 10
+        while dashboard.writer.stats.failed_batches == failed_before:
+            assert time.monotonic() < deadline, "the writer never tried to write"
+            await asyncio.sleep(0.01)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["not_ready"] == ["background_writer"]
+        assert dashboard.writer.stats.pending >= 1
+        await run_in_threadpool(dashboard.database.create_all)
+        assert await run_in_threadpool(dashboard.writer.flush, 10)
+        assert (await client.get("/readyz")).status_code == 200
+        history = (await client.get("/api/history", headers=ADMIN)).json()["changes"]
+        assert [c["reason"] for c in history if c["kind"] == "feature"] == ["stuck"]

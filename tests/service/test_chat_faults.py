@@ -7,6 +7,8 @@ a FakeClock; only the LLM's own request timeout (0.3 s, for hang and slow) is re
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import websockets
@@ -213,3 +215,21 @@ async def test_each_socket_has_its_own_history_of_the_last_ten_messages(
         # Only the newest turns are kept: the oldest one left is (turn - 5) once history is full.
         if history:
             assert history[0]["content"].endswith(f"question {max(0, turn - 5)}")
+
+
+async def test_lone_surrogate_and_nul_are_cleaned_before_the_llm_sees_them(
+    chat_server, openai_upstream
+):
+    """A hostile chat frame reaches the LLM cleaned and is answered, not counted as a failure."""
+    openai_upstream.set_fault("ok")
+    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+        await recv_event(ws, "status_update")
+        # json.dumps escapes the lone surrogate as a \\ud800 escape, as a hostile client sends it.
+        frame = {"event": "chat_message", "data": {"message": "SQL\ud800 injection\u0000?"}}
+        await ws.send(json.dumps(frame))
+        reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
+    assert reply["event"] == "chat_response"
+    assert reply["data"]["is_error"] is False
+    sent = openai_upstream.completion_requests[-1].json["messages"][-1]["content"]
+    assert sent == "SQL\ufffd injection?"
+    assert chat_server.app.state.dashboard.breakers["grok_chat"].metrics.failed == 0

@@ -271,3 +271,47 @@ def test_docs_show_a_json_example_for_every_event():
     missing = (set(CLIENT_EVENTS) | set(SERVER_EVENTS)) - shown
     assert not missing, f"no JSON example for {sorted(missing)}"
     assert "1009" in docs.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ('{"limit":"abc"}', "limit"),
+        ('{"limit":true}', "limit"),
+        ('{"limit":1.5}', "limit"),
+        ('{"limit":-1}', "limit"),
+        ('{"offset":NaN}', "offset"),
+        ('{"offset":99999999999999999999999}', "offset"),
+        ('{"source":[1]}', "source"),
+        ('{"query":5}', "query"),
+        ('{"query":"\\ud800"}', "query"),
+        ('{"query":"a\\u0000b"}', "query"),
+        ('{"severity":"bogus"}', "severity"),
+        ('{"colour":"red"}', "colour"),
+        ('"x"', "filters"),
+        ("[1, 2]", "filters"),
+    ],
+)
+async def test_bad_threat_filters_get_a_validation_error_naming_the_field(server, filters, field):
+    """request_threats with a bad filter gets an ``error`` event (validation_error, the field
+    named) before any threats_loading; the socket stays open and intel records no failure."""
+    frame = '{"event":"request_threats","data":{"filters":' + filters + "}}"
+    async with websockets.connect(server.ws_url + "/ws") as ws:
+        await recv_event(ws, "status_update")
+        await ws.send(frame)
+        answer = await recv_event(ws, "error", "threats_loading", "threats_update", "threats_error")
+        assert answer["event"] == "error"
+        assert answer["data"]["type"] == "validation_error"
+        assert answer["data"]["field"] == field
+        assert field in answer["data"]["message"]
+        assert answer["data"]["recoverable"] is True
+        assert answer["data"]["suggestion"]
+        await send_event(ws, "request_status")
+        status = await recv_event(ws, "status_update")
+    assert status["data"]["features"]
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        stats = (await client.get("/api/error-stats")).json()
+        features = (await client.get("/api/feature-status")).json()
+    assert stats["errors_by_type"] == {}
+    assert features["threat_intelligence"]["failures"] == 0
+    assert features["threat_intelligence"]["circuit_breaker"] == "closed"

@@ -7,12 +7,15 @@ into :class:`ThreatItem` here, without I/O, so each mapping is tested on plain d
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "MAX_OFFSET",
     "SEVERITIES",
+    "ThreatFilterError",
     "ThreatFilters",
     "ThreatItem",
     "attack_entry_to_item",
@@ -75,24 +78,75 @@ class ThreatFilters:
     offset: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.limit <= 5000:
-            raise ValueError("limit must be between 1 and 5000")
-        if self.offset < 0:
-            raise ValueError("offset must not be negative")
+        _check_int("limit", self.limit, 1, 5000)
+        _check_int("offset", self.offset, 0, MAX_OFFSET)
+        for name, limit in _TEXT_LIMITS.items():
+            _check_text(name, getattr(self, name), limit)
         if self.severity is not None and self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
+            raise ThreatFilterError("severity", f"severity must be one of {', '.join(SEVERITIES)}")
 
     @classmethod
     def from_value(cls, value: ThreatFilters | Mapping[str, Any] | None) -> ThreatFilters:
-        """Accept a ``ThreatFilters``, a plain mapping (from query parameters) or ``None``."""
+        """Accept a ``ThreatFilters``, a plain mapping (from query parameters) or ``None``.
+
+        Anything else, an unknown key or a value of the wrong type or range raises
+        :class:`ThreatFilterError` (a ``ValueError``) naming the filter.
+        """
         if value is None:
             return cls()
         if isinstance(value, ThreatFilters):
             return value
-        unknown = set(value) - set(cls.__dataclass_fields__)
+        if not isinstance(value, Mapping):
+            raise ThreatFilterError(
+                "filters", f"filters must be an object, not {type(value).__name__}"
+            )
+        unknown = {str(key) for key in value} - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown filter(s): {', '.join(sorted(unknown))}")
-        return cls(**dict(value))
+            raise ThreatFilterError(
+                sorted(unknown)[0], f"unknown filter(s): {', '.join(sorted(unknown))}"
+            )
+        return cls(**{str(key): item for key, item in value.items()})
+
+
+class ThreatFilterError(ValueError):
+    """A threat filter that is not valid; ``field`` names it (``filters`` for the whole)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: The largest ``offset`` (a signed 64-bit integer, what the database accepts).
+MAX_OFFSET = 2**63 - 1
+
+_TEXT_LIMITS: dict[str, int] = {
+    "source": 100,
+    "kind": 100,
+    "severity": 20,
+    "query": 200,
+    "since": 40,
+}
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int subclass, and 1.5 or NaN are not counts: only a real int is accepted.
+    if type(value) is not int:
+        raise ThreatFilterError(name, f"{name} must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ThreatFilterError(name, f"{name} must be between {low} and {high}")
+
+
+def _check_text(name: str, value: object, max_length: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ThreatFilterError(name, f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > max_length:
+        raise ThreatFilterError(name, f"{name} must be at most {max_length} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ThreatFilterError(
+            name, f"{name} must not contain control characters or lone surrogates"
+        )
 
 
 def safe_http_url(value: object) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
@@ -32,10 +33,11 @@ def reject_generators(func: Callable[..., Any], decorator: str) -> None:
         raise TypeError(f"{decorator} cannot wrap a generator function")
 
 
-class SyncAsyncDecorator:
+class SyncAsyncDecorator(ABC):
     """The base of a decorator for sync *and* async callables: ``__call__`` refuses generator
     functions, then hands ``async`` callables to ``_wrap_async`` and the rest to ``_wrap_sync``
-    (each keeping the wrapped signature)."""
+    (each keeping the wrapped signature). Abstract, so a subclass that forgets either wrapper
+    fails when it is instantiated, not at the first decorated call."""
 
     __slots__ = ()
 
@@ -56,8 +58,10 @@ class SyncAsyncDecorator:
             return self._wrap_async(func)
         return self._wrap_sync(func)
 
+    @abstractmethod
     def _wrap_sync(self, func: Callable[P, T]) -> Callable[P, T]:
-        raise NotImplementedError
+        """Wrap a plain callable."""
 
+    @abstractmethod
     def _wrap_async(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        raise NotImplementedError
+        """Wrap an ``async`` callable."""

@@ -50,14 +50,14 @@ def _stored_kev(settings: Any, session_factory: Any) -> Any:
 
 
 def cmd_scans_import(args: argparse.Namespace) -> int:
-    from jupiter.settings import Settings
+    from jupiter.cli import load_settings
     from jupiter.storage import Database
 
     from ._enrich import FindingEnricher, KevCatalog
     from ._errors import ScanInputError
     from ._importer import ImportProgress, ScanImporter
 
-    settings = Settings()
+    settings = load_settings()
     database = Database.from_settings(settings)
     database.create_all()
     if args.kev is not None:
@@ -78,7 +78,13 @@ def cmd_scans_import(args: argparse.Namespace) -> int:
     try:
         for path in args.files:
             if not path.is_file():
-                print(f"jupiter: {path}: no such file", file=sys.stderr)
+                if path.is_dir():
+                    problem = "is a directory, not a scan file"
+                elif path.exists():
+                    problem = "not a regular file"
+                else:
+                    problem = "no such file"
+                print(f"jupiter: {path}: {problem}", file=sys.stderr)
                 failures += 1
                 continue
             if path.stat().st_size > settings.scan_max_upload_bytes:

@@ -96,7 +96,14 @@ class DashboardCollector(Collector):
             "jupiter_storage_written_rows", "Rows written to the database", value=writer.written
         )
         yield CounterMetricFamily(
-            "jupiter_storage_dropped_rows", "Rows dropped (queue overflow)", value=writer.dropped
+            "jupiter_storage_dropped_rows",
+            "Rows dropped (queue overflow, or refused by the database for their content)",
+            value=writer.dropped,
+        )
+        yield CounterMetricFamily(
+            "jupiter_storage_rejected_rows",
+            "Rows the database refused for their content (logged by error type, then dropped)",
+            value=writer.rejected,
         )
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from jupiter.text import clean_text
 
 BreakerState = Literal["closed", "open", "half_open"]
 Health = Literal["healthy", "degraded", "unhealthy"]
+# Client text with lone surrogates or NULs would break the reply's serialisation and the
+# database write: it is cleaned before validation (pydantic cannot even check the length of a
+# string holding a lone surrogate).
+CleanText = Annotated[
+    str, BeforeValidator(lambda value: clean_text(value) if isinstance(value, str) else value)
+]
 
 
 class ErrorBody(BaseModel):
@@ -92,7 +100,7 @@ class StatusPayload(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(
+    message: CleanText = Field(
         description="The question for Jupiter (not empty).",
         examples=["What are SQL injection risks?"],
     )
@@ -145,7 +153,9 @@ class PulseResponse(BaseModel):
 
 
 class FeatureToggle(BaseModel):
-    reason: str = Field(default="", max_length=500, description="Why; recorded in the history.")
+    reason: CleanText = Field(
+        default="", max_length=500, description="Why; recorded in the history."
+    )
 
 
 class FeatureAction(BaseModel):

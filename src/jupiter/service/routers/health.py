@@ -23,7 +23,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "Not ready; `not_ready` names why."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when startup has finished, the database answers and the background writer runs.
+    """Ready when startup has finished, the database answers and the background writer runs
+    and writes (not failing for ``storage_stuck_after_seconds``, queue not overflowing).
 
     A disabled component or an open breaker does not make Jupiter unready (it serves its
     fallback); ``components`` shows them for information.
@@ -38,7 +39,11 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = dashboard.database_ready and await run_in_threadpool(
             dashboard.database.ping
         )
-        checks["background_writer"] = dashboard.writer.alive
+        # A writer thread that runs but cannot write (database refusing, queue overflowing)
+        # is as good as a dead one: what is recorded now would be lost.
+        checks["background_writer"] = dashboard.writer.keeping_up(
+            dashboard.settings.storage_stuck_after_seconds
+        )
         for name, state in dashboard.get_feature_status().items():
             if name in dashboard.init_errors:
                 components[name] = "not_started"

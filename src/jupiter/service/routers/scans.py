@@ -11,11 +11,13 @@ done, so a bad file gets a 4xx naming the problem (down to the JSON path or XML 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 from starlette.requests import ClientDisconnect
 
 from jupiter.scans import FORMATS, ScanInputError, Severity, TruncatedUploadError
@@ -35,6 +37,25 @@ from ..schemas import ErrorEnvelope
 __all__ = ["router"]
 
 router = APIRouter(tags=["scans"])
+
+#: The largest scan or finding id: ids are 32-bit INTEGER columns (PostgreSQL rejects more).
+MAX_ID = 2**31 - 1
+#: The largest offset: a signed 64-bit integer, what the databases accept.
+MAX_OFFSET = 2**63 - 1
+
+
+def _plain_text(value: str | None) -> str | None:
+    """Reject control characters (NUL and friends) and lone surrogates: PostgreSQL refuses
+    them, and no asset or tool name contains them."""
+    if value is not None and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError("must not contain control characters or lone surrogates")
+    return value
+
+
+#: A scan or finding id path parameter.
+_Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: An ``offset`` query parameter.
+_Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorEnvelope, "description": "Scan processing is disabled or failing."},
@@ -147,10 +168,14 @@ async def upload_scan(
         Query(alias="format", description=f"One of {', '.join(FORMATS)}; detected when absent."),
     ] = None,
     asset: Annotated[
-        str | None, Query(max_length=500, description="The scanned asset, if the file has none.")
+        str | None,
+        Query(max_length=500, description="The scanned asset, if the file has none."),
+        AfterValidator(_plain_text),
     ] = None,
     filename: Annotated[
-        str | None, Query(max_length=255, description="A name for a raw body.")
+        str | None,
+        Query(max_length=255, description="A name for a raw body."),
+        AfterValidator(_plain_text),
     ] = None,
     wait: Annotated[bool, Query(description="Answer when the import is done (else 202).")] = True,
 ) -> Any:
@@ -244,7 +269,7 @@ async def scan_job(dashboard: DashboardDep, job_id: str) -> Any:
 async def scans(
     dashboard: DashboardDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: _Offset = 0,
 ) -> Any:
     """``{"items", "total", "limit", "offset"}``."""
     service = _service(dashboard)
@@ -258,7 +283,7 @@ async def scans(
     summary="One imported scan",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def scan(dashboard: DashboardDep, scan_id: Annotated[int, Path(ge=1)]) -> Any:
+async def scan(dashboard: DashboardDep, scan_id: _Id) -> Any:
     """The scan's tool, asset, counts by severity and KEV, and a link to its findings."""
     service = _service(dashboard)
     if isinstance(service, JSONResponse):
@@ -275,9 +300,7 @@ async def scan(dashboard: DashboardDep, scan_id: Annotated[int, Path(ge=1)]) -> 
     summary="Delete a scan and the findings only it reported (admin)",
     responses={401: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def remove_scan(
-    dashboard: DashboardDep, _: AdminDep, scan_id: Annotated[int, Path(ge=1)]
-) -> Any:
+async def remove_scan(dashboard: DashboardDep, _: AdminDep, scan_id: _Id) -> Any:
     """Findings other scans also reported stay, with first/last seen recomputed."""
     service = _service(dashboard)
     if isinstance(service, JSONResponse):
@@ -330,11 +353,21 @@ async def findings(
         Query(description="critical, high, medium, low, info; repeat or comma-separate."),
     ] = None,
     kev: Annotated[bool | None, Query(description="Only (or no) KEV-exploited findings.")] = None,
-    asset: Annotated[str | None, Query(max_length=500, description="Asset contains this.")] = None,
-    tool: Annotated[str | None, Query(max_length=200, description="Tool name, any case.")] = None,
-    scan_id: Annotated[int | None, Query(ge=1, description="Findings of one scan.")] = None,
+    asset: Annotated[
+        str | None,
+        Query(max_length=500, description="Asset contains this."),
+        AfterValidator(_plain_text),
+    ] = None,
+    tool: Annotated[
+        str | None,
+        Query(max_length=200, description="Tool name, any case."),
+        AfterValidator(_plain_text),
+    ] = None,
+    scan_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Findings of one scan.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: _Offset = 0,
 ) -> Any:
     """``{"items", "total", "limit", "offset"}``; each item has its CWE names and KEV data."""
     service = _service(dashboard)
@@ -366,7 +399,7 @@ async def findings(
     summary="One finding with its details, KEV data and CWE mitigations",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def finding(dashboard: DashboardDep, finding_id: Annotated[int, Path(ge=1)]) -> Any:
+async def finding(dashboard: DashboardDep, finding_id: _Id) -> Any:
     """Everything the tool reported, plus the knowledge-base entry (and mitigations) of each
     CWE and the KEV record (dateAdded, dueDate, requiredAction, ransomware) of each CVE."""
     service = _service(dashboard)

@@ -13,6 +13,17 @@ from ..schemas import ErrorEnvelope, ThreatsResponse
 
 router = APIRouter(tags=["intel"])
 
+#: The largest offset (a signed 64-bit integer), as ``jupiter.intel.ThreatFilters`` allows.
+MAX_OFFSET = 2**63 - 1
+#: ThreatFilters field -> the query parameter that sets it.
+_PARAMS = {
+    "source": "source",
+    "severity": "severity",
+    "query": "q",
+    "limit": "limit",
+    "offset": "offset",
+}
+
 
 @router.get(
     "/api/threats",
@@ -35,23 +46,30 @@ async def threats(
         str | None, Query(max_length=200, description="Text in id, title or description.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="Items to return.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> Any:
     """Normalised items from KEV, STIX/TAXII, a local file or bundled ATT&CK. When a source fails,
     the last good data is served with ``stale: true`` and its ``age_seconds``."""
-    filters: dict[str, Any] = {"limit": limit, "offset": offset}
+    raw: dict[str, Any] = {"limit": limit, "offset": offset}
     for key, value in (("source", source), ("severity", severity), ("query", q)):
         if value:
-            filters[key] = value
+            raw[key] = value
+    # Checked here, before the component is called: a client's bad filter is a 422, never a
+    # threat_intelligence failure (nor a step towards opening its breaker).
+    from jupiter.intel import ThreatFilters  # lazily, as the dashboard loads components
+
     try:
-        ok, payload = await dashboard.fetch_threats(filters)
+        filters = ThreatFilters.from_value(raw)
     except ValueError as exc:
+        field = _PARAMS.get(getattr(exc, "field", ""), "filters")
         return message_error(
             422,
-            str(exc),
+            f"{field}: {exc}",
             error_type="validation_error",
             suggestion="Fix the filter and try again.",
+            extra={"field": field},
         )
+    ok, payload = await dashboard.fetch_threats(filters)
     if not ok:
         return JSONResponse({"error": payload}, status_code=int(payload.get("status") or 503))
     payload.setdefault("count", len(payload.get("items") or []))

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from jupiter.resilience import build_error_response
+from jupiter.text import clean_text
 
 from ..dashboard import JupiterDashboard
 from ..hub import Connection
@@ -26,7 +27,8 @@ log = logging.getLogger("jupiter.ws")
 
 async def _handle_chat(dashboard: JupiterDashboard, conn: Connection, data: dict[str, Any]) -> None:
     extra: dict[str, Any] = {"reply_to": data["id"]} if "id" in data else {}
-    message = data["message"].strip()
+    # A lone surrogate or NUL would break the echoed reply and the database row: clean first.
+    message = clean_text(data["message"]).strip()
     settings = dashboard.settings
     if not message:
         await conn.send(
@@ -87,18 +89,28 @@ async def _handle_chat(dashboard: JupiterDashboard, conn: Connection, data: dict
 async def _handle_threats(
     dashboard: JupiterDashboard, conn: Connection, data: dict[str, Any]
 ) -> None:
-    await conn.send("threats_loading", {"timestamp": _now(dashboard)})
-    filters = data.get("filters")
+    # Filters are checked before anything else: a client's bad input is answered with an
+    # ``error`` event naming the filter, and never reaches (or counts against) the component.
+    from jupiter.intel import ThreatFilters  # lazily, as the dashboard loads components
+
     try:
-        ok, payload = await dashboard.fetch_threats(filters if isinstance(filters, dict) else None)
+        filters = ThreatFilters.from_value(data.get("filters"))
     except ValueError as exc:
+        field = getattr(exc, "field", "filters")
         await conn.send(
-            "threats_error",
+            "error",
             error_event_data(
-                "validation_error", str(exc), "Fix the filter and try again.", clock=dashboard.clock
+                "validation_error",
+                str(exc),
+                f"Fix {field!r} and send request_threats again.",
+                clock=dashboard.clock,
+                field=field,
+                event="request_threats",
             ),
         )
         return
+    await conn.send("threats_loading", {"timestamp": _now(dashboard)})
+    ok, payload = await dashboard.fetch_threats(filters)
     if ok:
         payload.setdefault("count", len(payload.get("items") or []))
         payload.setdefault("success", True)
