@@ -54,8 +54,9 @@ def require_admin(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "This action needs the admin token. Send it in the Authorization header "
-            "(Bearer scheme); `jupiter token` shows it.",
+            # Worded so that no word follows "Bearer": the secret scrubber would redact it.
+            "This action needs the admin token. Send it in the Authorization header with "
+            "the scheme Bearer. `jupiter token` shows it.",
             headers={"WWW-Authenticate": "Bearer"},
         )
     if not token_matches(credentials.credentials, expected):
