@@ -131,7 +131,7 @@ async def test_admin_endpoints_refuse_without_token(api):
         assert response.status_code == 401, path
         message = response.json()["error"]["message"]
         assert "Authorization header" in message
-        assert "[REDACTED]" not in message  # the hint must read as written, not as a scrubbed secret
+        assert "[REDACTED]" not in message  # the hint reads as written, not as a scrubbed secret
 
 
 async def test_disable_feature_serves_the_chat_fallback_and_records_the_reason(api):
