@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # None: generated at first start and stored in data_dir. A set token must be long enough
     # that guessing it over HTTP is hopeless.
     admin_token: SecretStr | None = Field(default=None, min_length=16)
+    # FastAPI's /docs (Swagger UI) and /redoc pages fetch their JavaScript from a CDN, which a
+    # locked-down or offline deployment must not do; off by default. /openapi.json is always on.
+    api_docs: bool = False
 
     # --- service core: breakers, retries, recovery, sockets, storage writer (service area) ---
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from jupiter.service.dashboard import COMPONENTS
 from jupiter.storage import load_conversation
 from jupiter.storage.models import StateChange
-from support.jupiter_app import ADMIN, running_app
+from support.jupiter_app import ADMIN, fast_settings, running_app
 
 FEATURES = {spec.name for spec in COMPONENTS}
 
@@ -363,8 +363,25 @@ async def test_openapi_documents_every_route_with_a_response_model(api):
         ("GET", "/metrics"),
     ):
         assert (method, path) in checked, (method, path)
-    docs = await client.get("/docs")
-    assert docs.status_code == 200
+
+
+async def test_swagger_and_redoc_pages_are_off_unless_asked_for(api, tmp_path):
+    """/docs and /redoc load third-party JavaScript from a CDN: a JSON 404 by default, with
+    /openapi.json still served; JUPITER_API_DOCS turns them on, under their own looser CSP."""
+    _, client = api
+    for path in ("/docs", "/redoc"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert_error_body(response.json(), 404)
+    assert (await client.get("/openapi.json")).status_code == 200
+
+    async with running_app(fast_settings(tmp_path, api_docs=True)) as (_, docs_client):
+        docs = await docs_client.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
+        assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+        api_csp = (await docs_client.get("/api/status")).headers["content-security-policy"]
+        assert "cdn.jsdelivr.net" not in api_csp
 
 
 @pytest.mark.parametrize("message", ["\ud800", "what is \ud83d sql\x00 injection?"])
