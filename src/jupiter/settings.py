@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     intel_file: Path | None = None
     intel_sync_interval_seconds: float = Field(default=3600.0, ge=30)
     intel_timeout_seconds: float = Field(default=15.0, gt=0, le=300)  # per HTTP request
+    # After a failed fetch, a scheduled refresh retries that source (intel or pulse feed) no
+    # sooner than this; an admin's forced refresh is not held back.
+    intel_failure_retry_seconds: float = Field(default=30.0, gt=0, le=86_400)
 
     # --- community pulse ---
     pulse_feeds: list[str] = Field(default_factory=list)

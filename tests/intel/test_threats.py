@@ -58,7 +58,13 @@ async def make_service(
         await service.aclose()
 
 
-_SETTING_NAMES = {"kev_url", "stix_url", "taxii_collection_url", "intel_file"}
+_SETTING_NAMES = {
+    "kev_url",
+    "stix_url",
+    "taxii_collection_url",
+    "intel_file",
+    "intel_failure_retry_seconds",
+}
 
 
 def stored_count(session_factory: Callable[[], Session], source: str) -> int:
@@ -422,6 +428,30 @@ async def test_fresh_data_is_not_refetched_until_the_interval_passes(
         clock.advance(2)
         await service.fetch_threats()
         assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("failure_retry", [5.0, 30.0])
+async def test_a_failed_source_is_retried_after_the_configured_pause(
+    make_service: ServiceFactory, clock: FakeClock, failure_retry: float
+) -> None:
+    """intel_failure_retry_seconds: no new request before it has passed since the failure."""
+    with KevUpstream(kev_catalog(SMALL)) as upstream:
+        upstream.set_fault("500")
+        service = make_service(
+            kev_url=upstream.url,
+            intel_failure_retry_seconds=failure_retry,
+            retry=retry_with_backoff(max_attempts=1),
+        )
+        await service.fetch_threats()
+        assert len(upstream.requests) == 1
+        clock.advance(failure_retry - 1)
+        await service.fetch_threats()
+        assert len(upstream.requests) == 1
+        upstream.set_fault(None)
+        clock.advance(1)
+        result = await service.fetch_threats()
+        assert len(upstream.requests) == 2
+    assert result["sources"]["kev"]["status"] == "live"
 
 
 async def test_filters_select_sort_and_page(make_service: ServiceFactory) -> None:

@@ -19,6 +19,8 @@ __all__ = ["OutboundService"]
 
 log = logging.getLogger("jupiter.intel")
 
+DEFAULT_FAILURE_RETRY_SECONDS = 30.0
+
 
 class OutboundService:
     """The base of a service that fetches from outside behind a breaker and retries.
@@ -49,6 +51,10 @@ class OutboundService:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.timeout = float(
             timeout if timeout is not None else getattr(settings, "intel_timeout_seconds", 15.0)
+        )
+        #: After a failed fetch, an unforced refresh tries that source again no sooner than this.
+        self.failure_retry_seconds = float(
+            getattr(settings, "intel_failure_retry_seconds", DEFAULT_FAILURE_RETRY_SECONDS)
         )
         self._guard = GuardedCaller(breaker=breaker, retry=retry, clock=self.clock)
         self._http = ServiceClient(http_client, timeout=self.timeout, headers=headers)

@@ -43,7 +43,6 @@ ERROR_TYPE = "pulse_feed_error"
 TITLE_LIMIT = 300
 SUMMARY_LIMIT = 500
 FEED_MAX_BYTES = 10 * 1024 * 1024
-FAILURE_RETRY_SECONDS = 30.0
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8"
 
 
@@ -495,7 +494,8 @@ class CommunityPulseService(OutboundService):
         if state is None or state.last_attempt_at is None:
             return True
         if state.last_error is not None:
-            return now - state.last_attempt_at >= min(FAILURE_RETRY_SECONDS, self.refresh_seconds)
+            pause = min(self.failure_retry_seconds, self.refresh_seconds)
+            return now - state.last_attempt_at >= pause
         return now - (state.last_success_at or 0.0) >= self.refresh_seconds
 
     async def _fetch_one(self, feed_url: str) -> tuple[str, list[PulseEntry], int]:

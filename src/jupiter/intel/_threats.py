@@ -40,8 +40,6 @@ log = logging.getLogger("jupiter.intel")
 
 COMPONENT = "threat_intelligence"
 ERROR_TYPE = "intel_source_error"
-#: After a failure, an unforced fetch tries the source again no sooner than this.
-FAILURE_RETRY_SECONDS = 30.0
 KEV_FIELDS = (
     "cveID",
     "vendorProject",
@@ -90,13 +88,15 @@ def source_status(state: IntelSourceState | None, now: float) -> dict[str, Any]:
     return answer
 
 
-def _is_due(source: ThreatSource, state: IntelSourceState | None, now: float) -> bool:
+def _is_due(
+    source: ThreatSource, state: IntelSourceState | None, now: float, failure_retry: float
+) -> bool:
     if state is None or state.last_attempt_at is None:
         return True
     if state.location != source.location:  # the source was reconfigured: old data is not its
         return True
     if state.last_error is not None:
-        return now - state.last_attempt_at >= FAILURE_RETRY_SECONDS
+        return now - state.last_attempt_at >= failure_retry
     if source.refresh_seconds is None:
         return False
     return now - (state.last_success_at or 0.0) >= source.refresh_seconds
@@ -359,7 +359,9 @@ class ThreatIntelService(OutboundService):
         async with self._lock(source.name):
             if not force:
                 states = await anyio.to_thread.run_sync(self._load_states)
-                if not _is_due(source, states.get(source.name), self.clock.wall()):
+                if not _is_due(
+                    source, states.get(source.name), self.clock.wall(), self.failure_retry_seconds
+                ):
                     return
             try:
                 if source.online:
