@@ -419,6 +419,52 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+#: The peers' medians (ns/call) in issue 2's table, measured on its 2-core reference machine.
+REFERENCE_PEERS: dict[tuple[str, str], float] = {
+    ("sync breaker, success", "pybreaker"): 1_182,
+    ("sync breaker, success", "circuitbreaker"): 535,
+    ("sync retry, success", "backoff"): 2_200,
+    ("sync retry, success", "stamina"): 11_530,
+    ("sync retry, success", "tenacity"): 12_656,
+    ("open breaker, rejected call", "circuitbreaker"): 1_041,
+    ("open breaker, rejected call", "pybreaker"): 2_420,
+    ("async breaker, success", "purgatory"): 522,
+    ("async retry, success", "backoff"): 2_453,
+}
+
+
+def machine_factor(rows: list[Row]) -> float | None:
+    """How much slower this machine runs the peers than the issue's reference machine did
+    (median of peer / reference over the peers measured), or None when none was measured.
+
+    The targets are absolute nanoseconds from that machine; dividing our figure by this
+    factor says what it would be there, so a run on a slower or busier machine can still
+    be read against them.
+    """
+    factors = [
+        row.peers[peer] / reference
+        for row in rows
+        for (path, peer), reference in REFERENCE_PEERS.items()
+        if row.path == path and peer in row.peers
+    ]
+    return statistics.median(factors) if factors else None
+
+
+def format_reference(rows: list[Row]) -> str:
+    factor = machine_factor(rows)
+    if factor is None:
+        return ""
+    scaled = "; ".join(
+        f"{row.path} {row.jupiter / factor:,.0f} ns"
+        for row in rows
+        if row.unit == "ns/call" and any(path == row.path for path, _ in REFERENCE_PEERS)
+    )
+    return (
+        f"This machine runs the peers at {factor:.2f}x their times in issue 2's table; "
+        f"jupiter scaled to that machine: {scaled}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -446,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(Row(**r) for r in run_scan_benchmark(quick=args.quick))
     print(f"Python {sys.version.split()[0]}, {cfg.loops:,} calls x {cfg.repeats} repeats, median")
     print(format_table(rows))
+    reference = format_reference(rows)
+    if reference:
+        print(reference)
     if args.json:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
     return 0
