@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import pickle
 from collections.abc import Callable
@@ -427,7 +428,10 @@ def test_failure_result_counts_but_still_returns(clock: FakeClock) -> None:
     assert breaker.metrics.failed == 3
 
 
-@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+@pytest.mark.parametrize(
+    "exc_type",
+    [KeyboardInterrupt, SystemExit, asyncio.CancelledError, concurrent.futures.CancelledError],
+)
 def test_process_and_cancellation_exceptions_are_never_counted(
     clock: FakeClock, exc_type: type[BaseException]
 ) -> None:
@@ -609,6 +613,49 @@ async def test_async_listener_runs_on_the_running_loop(clock: FakeClock) -> None
         await breaker.call_async(failing)
     await asyncio.wait_for(done.wait(), timeout=5)
     assert [c.new for c in seen] == [CircuitState.OPEN]
+
+
+async def test_sync_and_async_listeners_see_every_change_in_order(clock: FakeClock) -> None:
+    """Trip, trial, close, force_open and reset: both kinds of listener hear all five, in order."""
+    heard_sync: list[tuple[str, str]] = []
+    heard_async: list[tuple[str, str]] = []
+    all_heard = asyncio.Event()
+
+    async def async_listener(change: StateChange) -> None:
+        await asyncio.sleep(0)
+        heard_async.append((change.old.value, change.new.value))
+        if len(heard_async) == 5:
+            all_heard.set()
+
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        timeout=5,
+        clock=clock,
+        listeners=(lambda c: heard_sync.append((c.old.value, c.new.value)), async_listener),
+    )
+
+    async def failing() -> None:
+        raise Boom()
+
+    async def fine() -> str:
+        return "ok"
+
+    with pytest.raises(Boom):
+        await breaker.call_async(failing)
+    clock.advance(5)
+    assert await breaker.call_async(fine) == "ok"
+    breaker.force_open()
+    breaker.reset()
+    await asyncio.wait_for(all_heard.wait(), timeout=5)
+    expected = [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+        ("closed", "open"),
+        ("open", "closed"),
+    ]
+    assert heard_sync == expected
+    assert heard_async == expected
 
 
 def test_async_listener_without_a_loop_runs_to_completion(clock: FakeClock) -> None:

@@ -4,6 +4,7 @@ listeners, sync and async drivers, and concurrency. All on a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from datetime import datetime
@@ -379,6 +380,42 @@ async def test_a_cancelled_probe_frees_the_probe_slot_without_counting():
         return "live"
 
     assert await degradation.execute_with_fallback_async("chat", healthy) == "live"
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        asyncio.CancelledError,
+        concurrent.futures.CancelledError,
+        KeyboardInterrupt,
+        SystemExit,
+        GeneratorExit,
+    ],
+)
+def test_stop_signals_propagate_uncounted_even_when_every_exception_is_handled(stop):
+    """With exceptions=(BaseException,), a stop signal still propagates and is not a failure."""
+    degradation, _, changes = make(failure_threshold=1, exceptions=(BaseException,))
+
+    def stopped() -> str:
+        raise stop()
+
+    with pytest.raises(stop):
+        degradation.execute_with_fallback("chat", stopped)
+    assert degradation.is_enabled("chat")
+    assert degradation.snapshot()["chat"]["total_failures"] == 0
+    assert changes == []
+
+
+async def test_a_cancelled_future_inside_an_async_feature_is_not_a_failure():
+    """concurrent.futures.CancelledError (an Exception) propagates from the async twin too."""
+    degradation, _, _ = make(failure_threshold=1)
+
+    async def stopped() -> str:
+        raise concurrent.futures.CancelledError()
+
+    with pytest.raises(concurrent.futures.CancelledError):
+        await degradation.execute_with_fallback_async("chat", stopped)
+    assert degradation.is_enabled("chat")
 
 
 # --------------------------------------------------------------------------- manual control

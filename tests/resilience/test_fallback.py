@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 
 import pytest
@@ -72,7 +73,15 @@ def test_circuit_open_error_gets_the_fallback():
     assert with_fallback("cached")(fail(CircuitOpenError("grok", 10.0)))() == "cached"
 
 
-@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(2), asyncio.CancelledError()])
+@pytest.mark.parametrize(
+    "error",
+    [
+        KeyboardInterrupt(),
+        SystemExit(2),
+        asyncio.CancelledError(),
+        concurrent.futures.CancelledError(),
+    ],
+)
 def test_cancellation_and_exit_always_propagate(error):
     """Even with exceptions=BaseException, stop signals are never swallowed."""
     with pytest.raises(type(error)):

@@ -3,7 +3,6 @@ classification of outcomes. No state and no I/O here."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import math
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, cast
 
 from ._clock import DEFAULT_RANDOM, SYSTEM_CLOCK, Clock, RandomSource
+from ._exceptions import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from ._breaker_store import BreakerStateStore
@@ -54,12 +54,7 @@ WindowType: TypeAlias = Literal["count", "time"]
 
 #: Exceptions that are never a verdict on the guarded service: the caller gave up or the
 #: process is stopping. They are neutral whatever the options say.
-NEVER_COUNTED: tuple[type[BaseException], ...] = (
-    asyncio.CancelledError,
-    KeyboardInterrupt,
-    SystemExit,
-    GeneratorExit,
-)
+NEVER_COUNTED = STOP_SIGNALS
 
 
 #: The seed's defaults (its "moderate" preset); the only place they are written down.

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._exceptions import CircuitOpenError, ResilienceError
+from ._exceptions import STOP_SIGNALS, CircuitOpenError, ResilienceError
 from ._redact import redact_text
 
 __all__ = [
@@ -535,6 +535,9 @@ class GracefulDegradation:
         ticket, probe = admission
         try:
             result = fn(*args, **kwargs)
+        except STOP_SIGNALS:  # before the user's lists, so even BaseException cannot catch them
+            self._neutral(feature, ticket, probe)
+            raise
         except feature.options.uncounted_exceptions:
             self._neutral(feature, ticket, probe)
             return cast(R, self._fallback_sync(feature, args, kwargs))
@@ -559,6 +562,9 @@ class GracefulDegradation:
         ticket, probe = admission
         try:
             result = await fn(*args, **kwargs)
+        except STOP_SIGNALS:  # before the user's lists, so even BaseException cannot catch them
+            self._neutral(feature, ticket, probe)
+            raise
         except feature.options.uncounted_exceptions:
             self._neutral(feature, ticket, probe)
             return cast(R, await self._fallback_async(feature, args, kwargs))

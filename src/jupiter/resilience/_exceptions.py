@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+
+#: Not a failure of the dependency: the caller gave up (a task *or* a
+#: ``concurrent.futures.Future`` was cancelled; the two CancelledErrors are distinct classes, and
+#: the second is an ordinary ``Exception``) or the process is stopping. No strategy counts,
+#: retries or replaces them, whatever its options say.
+STOP_SIGNALS: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError,
+    concurrent.futures.CancelledError,
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+)
+
 
 class ResilienceError(Exception):
     """Base class of the errors that ``jupiter.resilience`` raises itself."""

@@ -14,7 +14,6 @@ Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit`` always
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import inspect
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 from ._callables import is_async_callable, reject_generators
+from ._exceptions import STOP_SIGNALS
 
 __all__ = [
     "NEVER_HANDLED",
@@ -36,12 +36,7 @@ T = TypeVar("T")
 F = TypeVar("F")
 
 #: Never turned into a fallback: they mean "stop", not "the dependency failed".
-NEVER_HANDLED: tuple[type[BaseException], ...] = (
-    asyncio.CancelledError,
-    KeyboardInterrupt,
-    SystemExit,
-    GeneratorExit,
-)
+NEVER_HANDLED = STOP_SIGNALS
 
 HandledExceptions: TypeAlias = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
