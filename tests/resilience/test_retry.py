@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import threading
 from datetime import UTC, datetime, timedelta
@@ -212,7 +213,13 @@ def test_a_single_exception_type_and_a_predicate_are_accepted():
 
 @pytest.mark.parametrize(
     "error",
-    [CircuitOpenError("grok", 30.0), KeyboardInterrupt(), SystemExit(1), asyncio.CancelledError()],
+    [
+        CircuitOpenError("grok", 30.0),
+        KeyboardInterrupt(),
+        SystemExit(1),
+        asyncio.CancelledError(),
+        concurrent.futures.CancelledError(),
+    ],
 )
 def test_never_retries_circuit_open_or_cancellation_even_when_asked(error):
     """CircuitOpenError, KeyboardInterrupt, SystemExit and CancelledError propagate at once."""
@@ -281,6 +288,64 @@ async def test_deadline_applies_to_async_functions():
     wrapped = retry_with_backoff(max_attempts=10, deadline=5.0, clock=clock)(flaky)
     with pytest.raises(OSError):
         await wrapped()
+    assert len(flaky.calls) == 2
+
+
+def test_deadline_is_checked_again_after_a_slow_before_sleep_hook():
+    """A hook that runs 3 s past the plan cannot make an attempt start after the deadline."""
+    clock = FakeClock()
+    first_error = OSError("first")
+    flaky = Flaky(first_error, OSError("never raised"), cost=1.0, clock=clock)
+    started = clock.monotonic()
+    wrapped = retry_with_backoff(
+        max_attempts=10,
+        deadline=4.0,
+        expected_attempt_duration=1.0,
+        before_sleep=lambda _attempt: clock.advance(3.0),
+        clock=clock,
+    )(flaky)
+    # t=1 fail: 1 + sleep 1 + 1 = 3 <= 4 plans a retry; the hook and the sleep end at t=5.
+    with pytest.raises(OSError) as raised:
+        wrapped()
+    assert raised.value is first_error
+    assert len(flaky.calls) == 1
+    assert clock.monotonic() - started == 5.0
+
+
+class OversleepingClock(FakeClock):
+    """A fake clock whose sleeps overrun by ``extra`` seconds, like a busy machine's."""
+
+    def __init__(self, extra: float) -> None:
+        super().__init__()
+        self.extra = extra
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + self.extra)
+
+
+async def test_deadline_is_checked_again_after_an_oversleep_async():
+    """The async driver too: an overrun sleep stops the loop instead of starting late."""
+    clock = OversleepingClock(extra=2.5)
+    flaky = AsyncFlaky(*[OSError()] * 10, cost=1.0, clock=clock)
+    wrapped = retry_with_backoff(
+        max_attempts=10, deadline=4.0, expected_attempt_duration=1.0, clock=clock
+    )(flaky)
+    with pytest.raises(OSError):
+        await wrapped()
+    # t=1: 1 + 1 + 1 <= 4 plans a retry, but the sleep ends at t=4.5: no second attempt.
+    assert len(flaky.calls) == 1
+    assert clock.sleeps == [3.5]
+
+
+def test_a_sleep_that_ends_in_time_still_retries():
+    """The re-check lets an attempt start when it can still finish by the deadline."""
+    clock = OversleepingClock(extra=0.5)
+    flaky = Flaky(OSError(), cost=1.0, clock=clock)
+    wrapped = retry_with_backoff(
+        max_attempts=10, deadline=4.0, expected_attempt_duration=1.0, clock=clock
+    )(flaky)
+    # t=1 fail; the sleep ends at t=2.5; 2.5 + 1 <= 4: the second attempt runs and succeeds.
+    assert wrapped() == "ok"
     assert len(flaky.calls) == 2
 
 

@@ -350,10 +350,24 @@ class RetryState:
         self.last_duration = max(0.0, now - started)
         self.previous = 0.0
 
-    def attempt_starting(self, now: float) -> None:
-        """The driver is about to run the next attempt."""
+    def attempt_starting(self, now: float) -> RetryDecision | None:
+        """The driver is about to run the next attempt: ``None`` to go ahead, or the stop when
+        the hook or the sleep took so long that the attempt could no longer end by the deadline
+        (the check in :meth:`_decide` could only assume they would take the planned delay)."""
+        if self._misses_deadline(now, 0.0):
+            return _STOP_DEADLINE
         self.attempts += 1
         self.attempt_started = now
+        return None
+
+    def _misses_deadline(self, now: float, delay: float) -> bool:
+        """Would an attempt started ``delay`` seconds after ``now`` end after the deadline?"""
+        options = self.core.options
+        if options.deadline is None:
+            return False
+        expected = options.expected_attempt_duration
+        duration = self.last_duration if expected is None else expected
+        return max(0.0, now - self.started) + delay + duration > options.deadline
 
     def after_exception(self, exc: BaseException, now: float) -> RetryDecision:
         """Decide after an attempt raised ``exc``."""
@@ -375,11 +389,8 @@ class RetryState:
         hint = core.hint_for(exc) if exc is not None else None
         delay = hint if hint is not None else core.delay_for(self.attempts, self.previous)
         elapsed = max(0.0, now - self.started)
-        if options.deadline is not None:
-            expected = options.expected_attempt_duration
-            duration = self.last_duration if expected is None else expected
-            if elapsed + delay + duration > options.deadline:
-                return _STOP_DEADLINE
+        if self._misses_deadline(now, delay):
+            return _STOP_DEADLINE
         if options.budget is not None and not options.budget.try_withdraw():
             return _STOP_BUDGET
         self.previous = delay
@@ -461,7 +472,9 @@ def _resume_sync(
             return _give_up(core, state, decision, exc, cast(R, result))
         _run_hook_sync(options.before_sleep, decision.attempt)
         clock.sleep(decision.delay)
-        state.attempt_starting(clock.monotonic())
+        late = state.attempt_starting(clock.monotonic())
+        if late is not None:
+            return _give_up(core, state, late, exc, cast(R, result))
         try:
             result = func(*args, **kwargs)
         except BaseException as error:
@@ -493,7 +506,9 @@ async def _resume_async(
             return _give_up(core, state, decision, exc, cast(R, result))
         await _run_hook_async(options.before_sleep, decision.attempt)
         await clock.sleep_async(decision.delay)
-        state.attempt_starting(clock.monotonic())
+        late = state.attempt_starting(clock.monotonic())
+        if late is not None:
+            return _give_up(core, state, late, exc, cast(R, result))
         try:
             result = await func(*args, **kwargs)
         except BaseException as error:
