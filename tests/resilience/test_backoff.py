@@ -56,13 +56,20 @@ def test_exponential_delay_grows_by_factor_until_the_cap(initial, factor, cap, e
     assert got == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("retry", [10_000, 10**6, 10**100])
+@pytest.mark.parametrize("retry", [10_000, 10**6, 10**100, 10**400, 2**62 + 1, 2**5000])
 @pytest.mark.parametrize("factor", [1.01, 2.0, 10.0, 1e300])
 def test_exponential_delay_never_overflows(retry, factor):
     """Huge retry numbers and factors give the cap: no OverflowError, no inf."""
     delay = exponential_delay(retry, 1.0, factor, 30.0)
     assert delay == 30.0
     assert math.isfinite(delay)
+
+
+@pytest.mark.parametrize("retry", [10**6, 10**400, 2**5000])
+@pytest.mark.parametrize(("factor", "expected"), [(1.0, 2.0), (0.5, 0.0), (0.0, 0.0)])
+def test_a_factor_of_at_most_one_never_overflows_either(retry, factor, expected):
+    """Factor 1 keeps the initial delay and a shrinking factor reaches 0, for any retry."""
+    assert exponential_delay(retry, 2.0, factor, 30.0) == expected
 
 
 def test_exponential_delay_with_tiny_initial_and_huge_attempt_stays_finite():

@@ -57,15 +57,20 @@ JitterStrategy: TypeAlias = Callable[[DelayRequest], float]
 JitterName: TypeAlias = Literal["none", "full", "equal", "decorrelated"]
 
 
+_LARGEST_EXPONENT = 2**62
+
+
 def exponential_delay(retry: int, initial: float, factor: float, max_delay: float) -> float:
     """``min(max_delay, initial * factor ** (retry - 1))`` without overflow for any ``retry``.
 
-    The comparison with the cap happens in log space, so retry number 10_000 (or 10**100)
+    The comparison with the cap happens in log space, so retry number 10_000 (or 10**400)
     yields ``max_delay`` instead of raising OverflowError or returning ``inf``.
     """
     if initial <= 0.0 or max_delay <= 0.0:
         return 0.0
-    exponent = max(retry - 1, 0)
+    # Python ints beyond about 2**1024 cannot become floats (OverflowError in ``factor ** n``
+    # and ``n * log``); no loop retries 2**62 times, and past that the answer no longer moves.
+    exponent = min(max(retry - 1, 0), _LARGEST_EXPONENT)
     if factor <= 1.0 or exponent == 0:
         # A factor below 1 only shrinks the delay; factor ** exponent cannot overflow then.
         return min(max_delay, initial * factor**exponent)
