@@ -21,6 +21,14 @@ SECRET_KEYS = [
     "access_token",
     "refresh-token",
     "csrftoken",
+    "tokens",
+    "refresh_tokens",
+    "token_value",
+    "auth_token_v2",
+    "tokenId",
+    "x-auth-token",
+    "id_token",
+    "api_token_secret",
     "api_key",
     "API-KEY",
     "x-api-key",
@@ -43,6 +51,13 @@ PLAIN_KEYS = [
     "max_tokens",
     "token_count",
     "tokens_used",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "token_type",
+    "tokenizer",
+    "token_limit",
     "status",
     "keyword",
     "author",
@@ -61,6 +76,19 @@ def test_secret_looking_keys_are_recognised(key):
 def test_ordinary_keys_are_not_secret(key):
     """Ordinary keys, including max_tokens and token_count, are left alone."""
     assert not is_secret_key(key)
+
+
+def test_a_token_under_an_unusual_key_never_reaches_the_aggregator():
+    """record_error redacts token-bearing keys wherever "token" stands in the name."""
+    from jupiter.resilience import ErrorAggregator
+
+    aggregator = ErrorAggregator(window_minutes=60)
+    aggregator.record_error(
+        "api_failure", "boom", {"token_value": "hunter2hunter2", "max_tokens": 600}
+    )
+    [recent] = aggregator.get_recent_errors(limit=1)
+    assert recent["context"] == {"token_value": REDACTED, "max_tokens": 600}
+    assert "hunter2" not in repr(aggregator.get_recent_errors())
 
 
 @pytest.mark.parametrize("key", SECRET_KEYS)

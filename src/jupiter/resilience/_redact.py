@@ -11,9 +11,13 @@ Two tools:
 
 A key "looks secret" when, compared case-insensitively and ignoring ``-``/``_``/spaces, it
 contains ``password``, ``passwd``, ``secret``, ``apikey``, ``authorization``, ``cookie``,
-``credential``, ``privatekey``, ``accesskey``, ``sessionid`` or ``signature``; or ends with
-``token``, or equals ``auth``/``pwd``. So ``x-api-key``, ``access_token``, ``client_secret``,
-``Set-Cookie`` and ``csrftoken`` are redacted, while ``max_tokens`` and ``token_count`` are not.
+``credential``, ``privatekey``, ``accesskey``, ``sessionid`` or ``signature``; or equals
+``auth``/``pwd``/``pass``; or contains ``token`` anywhere, unless the whole key is one of the
+token *counts* and *kinds* that LLM and OAuth payloads are full of (``max_tokens``,
+``prompt_tokens``, ``token_count``, ``tokens_used``, ``token_type``, ``tokenizer``...). So
+``x-api-key``, ``access_token``, ``refresh_tokens``, ``token_value``, ``client_secret``,
+``Set-Cookie`` and ``csrftoken`` are redacted; ``max_tokens`` and ``token_count`` are not. When
+in doubt a key counts as secret: a hidden count is a nuisance, a logged token is an incident.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ _SECRET_FRAGMENTS = (
     "signature",
 )
 _SECRET_EXACT = frozenset({"auth", "pwd", "pass"})
+# Keys (normalized: lower case, letters and digits only) that mention tokens but hold a number
+# or a kind, never a credential.
+_TOKEN_COUNT_KEY = re.compile(
+    r"(?:max|min|total|prompt|completion|input|output|cached|reasoning|num|remaining|used)"
+    r"tokens(?:count|limit|used|details)?"
+    r"|tokens?(?:count|limit|used|usage|type|izer|bucket|budget|expiresin|expiresat|expiry|ttl)"
+    r"(?:details)?"
+)
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 # Nesting deeper than this is cut off rather than walked: a cycle or a hostile payload must not
@@ -69,7 +81,7 @@ def is_secret_key(key: str) -> bool:
         normalized = _NOT_ALNUM.sub("", key.lower())
         secret = (
             normalized in _SECRET_EXACT
-            or normalized.endswith("token")
+            or ("token" in normalized and _TOKEN_COUNT_KEY.fullmatch(normalized) is None)
             or any(fragment in normalized for fragment in _SECRET_FRAGMENTS)
         )
         if type(key) is str and len(key) <= _CACHEABLE_LENGTH:
