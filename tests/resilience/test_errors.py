@@ -162,6 +162,18 @@ def test_upstream_4xx_is_not_recoverable(status, kind):
     assert (body["type"], body["recoverable"], body["status"]) == (kind, False, 502)
 
 
+def test_http_408_is_a_recoverable_timeout():
+    """Request Timeout is a timeout: upstream it is a 504, our own stays a 408."""
+    upstream = error_of(UpstreamHTTPError(408))
+    assert (upstream["type"], upstream["recoverable"], upstream["status"]) == (
+        "timeout",
+        True,
+        504,
+    )
+    own = error_of(OwnHTTPError(408, "request body arrived too slowly"))
+    assert (own["type"], own["recoverable"], own["status"]) == ("timeout", True, 408)
+
+
 def test_own_http_errors_keep_their_status_and_detail():
     """Starlette-style errors are our own answers: their status and (scrubbed) detail."""
     body = error_of(OwnHTTPError(404, f"scan 42 not found (token={KEY})"))
@@ -222,6 +234,13 @@ def test_overrides_and_request_id():
         "status": 503,
         "request_id": "req-7",
     }
+
+
+def test_an_error_type_override_is_scrubbed_too():
+    """error_type is caller text like message: a secret in it never reaches the body."""
+    body = error_of("x", error_type=f"token={KEY}", include_timestamp=False)
+    assert KEY not in str(body)
+    assert body["type"] == "token=[REDACTED]"
 
 
 def test_timestamp_comes_from_the_clock():

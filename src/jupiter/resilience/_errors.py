@@ -124,6 +124,16 @@ def _from_status(status: int, *, upstream: bool, retry_after: int | None) -> Err
             429,
             retry_after,
         )
+    if status == 408:
+        # Request Timeout: the server gave up waiting, which is a timeout, not a bad request.
+        return ErrorInfo(
+            "timeout",
+            f"The {'upstream service' if upstream else 'request'} timed out (HTTP 408).",
+            True,
+            "This is usually temporary; try again shortly.",
+            504 if upstream else 408,
+            retry_after,
+        )
     if status >= 500:
         return ErrorInfo(
             "upstream_error" if upstream else "server_error",
@@ -265,7 +275,7 @@ def build_error_response(
     """
     info = classify_error(error, status_code=status_code, clock=clock)
     body: dict[str, Any] = {
-        "type": error_type or info.type,
+        "type": scrub_secrets(error_type, max_length=128) if error_type else info.type,
         "message": scrub_secrets(message) if message is not None else info.message,
         "recoverable": info.recoverable if recoverable is None else recoverable,
         "suggestion": scrub_secrets(suggestion) if suggestion is not None else info.suggestion,
