@@ -619,6 +619,40 @@ def test_a_store_subclass_is_called_through_the_protocol():
     assert aggregator.get_error_stats()["errors_by_type"] == {"a": 1, OTHER_ERROR_TYPE: 1}
 
 
+@pytest.mark.parametrize("recorded", [10, 20_000])
+def test_stats_read_only_the_running_totals_however_many_errors(recorded):
+    """get_error_stats never walks the recorded errors: it reads one total per type."""
+
+    class ReadCountingStore(InMemoryAggregatorStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads: list[str] = []
+
+        def totals(self):
+            self.reads.append("totals")
+            return super().totals()
+
+        def buckets(self):
+            self.reads.append("buckets")
+            return super().buckets()
+
+        def recent(self):
+            self.reads.append("recent")
+            return super().recent()
+
+    clock = aligned_clock()
+    store = ReadCountingStore()
+    aggregator = ErrorAggregator(window_minutes=60, clock=clock, store=store)
+    for index in range(recorded):
+        aggregator.record_error(f"type_{index % 3}", "boom")
+        clock.advance(0.1)
+    store.reads.clear()
+    stats = aggregator.get_error_stats()
+    assert store.reads == ["totals"]
+    assert len(store.totals()) == 3
+    assert stats["total_errors"] == sum(stats["errors_by_type"].values())
+
+
 def test_the_default_store_hands_out_error_entries():
     """Entries recorded on the inlined path read back from the store as ErrorEntry values."""
     clock = aligned_clock()
