@@ -17,6 +17,7 @@ EXPECTED = {
     "CircuitOpenError",
     "CircuitState",
     "Clock",
+    "DeadlineClock",
     "DecorrelatedJitter",
     "DelayRequest",
     "EqualJitter",

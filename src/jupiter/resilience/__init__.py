@@ -19,7 +19,7 @@ from ._breaker_options import (
 )
 from ._breaker_store import BreakerStateRecord, BreakerStateStore, InMemoryBreakerStateStore
 from ._budget import RetryBudget
-from ._clock import Clock, RandomSource, SystemClock
+from ._clock import Clock, DeadlineClock, RandomSource, SystemClock
 from ._degradation import (
     FeatureChange,
     FeatureOptions,
@@ -66,6 +66,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Clock",
+    "DeadlineClock",
     "DecorrelatedJitter",
     "DelayRequest",
     "EqualJitter",

@@ -30,6 +30,28 @@ class Clock(Protocol):
     async def sleep_async(self, seconds: float) -> None: ...
 
 
+@runtime_checkable
+class DeadlineClock(Clock, Protocol):
+    """Optional extra for a :class:`Clock`: be told when its time reaches a deadline.
+
+    ``with_timeout`` uses it when a clock offers it (checked with ``isinstance``), so that its
+    timer *waits* for the deadline instead of sleeping on the clock: a fake clock whose sleeps
+    advance time would otherwise have its time moved by the timer itself. A clock with only the
+    four :class:`Clock` methods keeps working (the async timer then sleeps until ``monotonic()``
+    reaches the deadline; the sync path waits in real time).
+
+    ``call_at_deadline(deadline, callback)`` calls ``callback()`` exactly once, as soon as
+    ``monotonic() >= deadline`` (at once, before returning, if that is already so), from whatever
+    thread moved the time and without holding any lock of the clock, and never before. It returns
+    a function that cancels the call (harmless once it has run). ``callback`` must be cheap,
+    thread-safe and must not raise. :class:`jupiter.resilience.testing.FakeClock` implements it.
+    """
+
+    def call_at_deadline(
+        self, deadline: float, callback: Callable[[], object]
+    ) -> Callable[[], None]: ...
+
+
 class SystemClock:
     """The real clock: ``time.monotonic``, ``time.time``, ``time.sleep`` and ``asyncio.sleep``."""
 
