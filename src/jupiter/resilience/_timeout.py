@@ -309,7 +309,11 @@ class TimeoutDecorator(SyncAsyncDecorator):
         # deadline is read before the worker starts: the callee may move a fake clock at once.
         clock: DeadlineClock | None = None
         deadline = 0.0
-        if self.wait is _wait_for_future and isinstance(self.clock, DeadlineClock):
+        if (
+            self.wait is _wait_for_future
+            and type(self.clock) is not SystemClock  # the protocol check costs microseconds
+            and isinstance(self.clock, DeadlineClock)
+        ):
             clock = self.clock
             deadline = clock.monotonic() + self.seconds
         context = contextvars.copy_context()
