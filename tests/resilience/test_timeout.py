@@ -253,9 +253,8 @@ async def test_blocking_fake_sleep_before_the_first_await_times_out_at_that_awai
     assert reached == ["after sleep"]
 
 
-async def test_advancing_the_fake_clock_fires_exactly_when_the_deadline_is_passed():
-    """Waiting on an Event: advance(4.9) leaves it running, advance(0.2) times it out."""
-    clock = FakeClock()
+async def start_a_hanging_call(clock: Clock) -> asyncio.Task[None]:
+    """A task running a call that never ends by itself, under with_timeout(5, clock=clock)."""
     entered = asyncio.Event()
 
     @with_timeout(5.0, clock=clock)
@@ -265,38 +264,33 @@ async def test_advancing_the_fake_clock_fires_exactly_when_the_deadline_is_passe
 
     task = asyncio.create_task(waits())
     await entered.wait()
-    clock.advance(4.9)
+    return task
+
+
+def advance_here(clock: FakeClock, seconds: float) -> None:
+    clock.advance(seconds)
+
+
+def advance_from_a_thread(clock: FakeClock, seconds: float) -> None:
+    mover = threading.Thread(target=clock.advance, args=(seconds,))
+    mover.start()
+    mover.join()
+
+
+@pytest.mark.parametrize("advance", [advance_here, advance_from_a_thread])
+async def test_advancing_the_fake_clock_fires_exactly_when_the_deadline_is_passed(advance):
+    """Waiting on an Event: advance(4.9) leaves it running, advance(0.2) times it out, whether
+    the loop's thread or another thread moves the clock."""
+    clock = FakeClock()
+    task = await start_a_hanging_call(clock)
+    assert clock.pending_alarms == 1
+    advance(clock, 4.9)
     await settle()
     assert not task.done()
-    clock.advance(0.2)
+    advance(clock, 0.2)
     with pytest.raises(TimeoutError):
         await task
     assert clock.monotonic() == pytest.approx(1_005.1)
-
-
-async def test_advancing_the_fake_clock_from_another_thread_wakes_the_timer():
-    """A thread calling clock.advance past the deadline times the call out on the loop."""
-    clock = FakeClock()
-    entered = asyncio.Event()
-
-    @with_timeout(5.0, clock=clock)
-    async def waits() -> None:
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(waits())
-    await entered.wait()
-    assert clock.pending_alarms == 1
-    early = threading.Thread(target=clock.advance, args=(4.0,))
-    early.start()
-    early.join()
-    await settle()
-    assert not task.done()
-    late = threading.Thread(target=clock.advance, args=(1.0,))
-    late.start()
-    with pytest.raises(TimeoutError):
-        await task
-    late.join()
     assert clock.pending_alarms == 0
 
 
@@ -338,15 +332,7 @@ async def test_a_clock_with_only_the_four_clock_methods_still_times_out_correctl
     clock = FourMethodClock()
     assert isinstance(clock, Clock)
     assert not isinstance(clock, DeadlineClock)
-    entered = asyncio.Event()
-
-    @with_timeout(5.0, clock=clock)
-    async def waits() -> None:
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(waits())
-    await entered.wait()
+    task = await start_a_hanging_call(clock)
     await settle()
     assert clock.sleeps == [5.0]
     clock.advance(3.0)  # wakes the timer's sleep early: it must sleep again for the rest
