@@ -18,6 +18,7 @@ from typing import Any
 
 from ._breaker_options import StateChange, StateListener
 from ._breaker_store import BreakerStateRecord, BreakerStateStore
+from ._clock import running_loop
 
 __all__ = ["EventDispatcher"]
 
@@ -40,10 +41,7 @@ class EventDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, listener: StateListener) -> None:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = running_loop()
         with self._listeners_lock:
             self._listeners = (*self._listeners, (listener, loop))
 
@@ -100,10 +98,7 @@ class EventDispatcher:
         change: StateChange,
     ) -> None:
         coroutine = _guarded(awaitable, change)
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = running_loop()
         if running is not None:
             task = running.create_task(coroutine)
             self._tasks.add(task)

@@ -73,4 +73,15 @@ class SystemClock:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None (deadline callbacks may come from any
+    thread, and must then hand over to the waiter's loop)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 DEFAULT_RANDOM: RandomSource = random.random

@@ -33,7 +33,7 @@ from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 from ._callables import SyncAsyncDecorator
-from ._clock import SYSTEM_CLOCK, Clock, DeadlineClock, SystemClock
+from ._clock import SYSTEM_CLOCK, Clock, DeadlineClock, SystemClock, running_loop
 
 __all__ = [
     "TimeoutDecorator",
@@ -83,13 +83,6 @@ def _wait_on_clock(clock: DeadlineClock, future: Future[Any], deadline: float) -
     return outcome[0]
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class _Expiry:
     """Expires one ``asyncio.timeout`` scope when an injected clock reaches the deadline.
 
@@ -111,7 +104,7 @@ class _Expiry:
             self._scope.reschedule(self._loop.time())
 
     def expire_from_any_thread(self) -> None:
-        if _running_loop() is self._loop:
+        if running_loop() is self._loop:
             # Time moved on the loop's thread (a test's advance, or the callee's own sleep):
             # expire now, so the callee is cancelled before it resumes.
             self.expire()

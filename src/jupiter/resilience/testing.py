@@ -15,6 +15,8 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from ._clock import running_loop
+
 __all__ = ["FakeClock"]
 
 
@@ -35,13 +37,6 @@ class _Alarm:
 
 def _do_nothing() -> None:
     return None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -140,7 +135,7 @@ class FakeClock:
         future: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
-            if _running_loop() is loop:
+            if running_loop() is loop:
                 _resolve(future)  # on the loop's own thread: no extra loop step
             else:
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
