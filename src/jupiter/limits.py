@@ -34,6 +34,7 @@ from xml.parsers import expat
 
 __all__ = [
     "InputLimitError",
+    "InvalidInputError",
     "InvalidJsonError",
     "InvalidXmlError",
     "JsonLimits",
@@ -124,8 +125,11 @@ class InputLimitError(ValueError):
         return body
 
 
-class InvalidJsonError(ValueError):
-    """The text is not JSON (or not UTF-8); ``line``/``column`` say where, when known."""
+class InvalidInputError(ValueError):
+    """The input is not in its format at all; ``line``/``column`` say where, when known."""
+
+    #: How the message names the format: "is not {wording}".
+    wording = "valid input"
 
     def __init__(
         self,
@@ -140,26 +144,19 @@ class InvalidJsonError(ValueError):
         self.line = line
         self.column = column
         where = f" at line {line}, column {column}" if line is not None else ""
-        super().__init__(f"{what} is not valid JSON: {message}{where}")
+        super().__init__(f"{what} is not {self.wording}: {message}{where}")
 
 
-class InvalidXmlError(ValueError):
-    """The document is not well-formed XML; ``line``/``column`` say where."""
+class InvalidJsonError(InvalidInputError):
+    """The text is not JSON, or not UTF-8."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        what: str = "the input",
-        line: int | None = None,
-        column: int | None = None,
-    ) -> None:
-        self.detail = message
-        self.what = what
-        self.line = line
-        self.column = column
-        where = f" at line {line}, column {column}" if line is not None else ""
-        super().__init__(f"{what} is not well-formed XML: {message}{where}")
+    wording = "valid JSON"
+
+
+class InvalidXmlError(InvalidInputError):
+    """The document is not well-formed XML."""
+
+    wording = "well-formed XML"
 
 
 class UnsafeXmlError(InvalidXmlError):
