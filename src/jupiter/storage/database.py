@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from jupiter.private_files import create_private_file
+
 from .base import Base
 
 __all__ = [
@@ -128,9 +130,12 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets a parent directory, WAL and a busy timeout."""
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        db_path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+            # Findings, error contexts and chat turns are private: the file is created 0600
+            # (in a 0700 directory) before SQLite opens it, and SQLite gives its -wal, -shm
+            # and -journal files the database file's mode.
+            create_private_file(Path(db_path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
