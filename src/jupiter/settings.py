@@ -6,11 +6,15 @@ unsafe values (see each ``field_validator``).
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -41,6 +45,22 @@ class Settings(BaseSettings):
     # FastAPI's /docs (Swagger UI) and /redoc pages fetch their JavaScript from a CDN, which a
     # locked-down or offline deployment must not do; off by default. /openapi.json is always on.
     api_docs: bool = False
+
+    # --- access control (docs/security.md) ---
+    # Who may read without a credential: "viewer" lets anyone who reaches the port read
+    # findings, scans and error contexts; "none" asks a credential for every read; "auto" is
+    # viewer while bound to loopback only and none as soon as the bind reaches further. Writes
+    # always need a credential.
+    anonymous_role: Literal["auto", "none", "viewer"] = "auto"
+    # Host header values accepted (DNS rebinding defence), comma-separated or a JSON list; a
+    # port is ignored, "*" accepts any. Empty: the loopback names while bound to loopback,
+    # the bound address when bound to one, anything when bound to all addresses.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins, besides this server's own, whose pages may make state-changing requests and
+    # open the socket: e.g. "https://jupiter.example" behind a TLS-terminating proxy.
+    trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long a browser session (the cookie POST /api/session sets) lasts: 8 hours, a shift.
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86_400)
 
     # --- service core: breakers, retries, recovery, sockets, storage writer (service area) ---
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
@@ -117,6 +137,61 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be an absolute http:// or https:// URL")
         return value.strip()
+
+    @field_validator("allowed_hosts", "trusted_origins", mode="before")
+    @classmethod
+    def _comma_or_json_list(cls, value: object) -> object:
+        """``a.example,b.example`` or ``["a.example", "b.example"]``."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_hosts", mode="after")
+    @classmethod
+    def _hosts_are_names(cls, value: list[str]) -> list[str]:
+        """Host names or addresses only (no scheme, path or port), lower-cased."""
+        hosts = []
+        for raw in value:
+            host = raw.strip().lower()
+            if host == "*":
+                hosts.append(host)
+                continue
+            bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            try:
+                ipaddress.ip_address(bare)
+            except ValueError:
+                if not re.fullmatch(r"\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", host):
+                    raise ValueError(
+                        f"{raw!r} is not a host name (give the name only: no scheme, port or path)"
+                    ) from None
+            hosts.append(bare)
+        return hosts
+
+    @field_validator("trusted_origins", mode="after")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        """``scheme://host[:port]`` and nothing more: no wildcard, no path, no "null"."""
+        origins = []
+        for raw in value:
+            parts = urlsplit(raw.strip())
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+                or "*" in raw
+            ):
+                raise ValueError(
+                    f"{raw!r} is not an origin: use scheme://host[:port], e.g. "
+                    "https://jupiter.example"
+                )
+            origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return origins
 
     @field_validator("pulse_feeds", mode="after")
     @classmethod
