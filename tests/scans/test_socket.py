@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from jupiter.service.app import create_app
-from support.jupiter_app import fast_settings, recv_event, send_event
+from support.jupiter_app import ADMIN, fast_settings, recv_event, send_event
 from support.server import ServerThread
 
 
@@ -60,7 +60,10 @@ async def test_progress_then_complete_reach_the_socket(
 ) -> None:
     """scan_progress percentages rise to 100, then scan_complete carries the summary counts."""
     body = big_trivy(builders, 1500)
-    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+    async with (
+        websockets.connect(server.ws_url + "/ws") as ws,
+        httpx.AsyncClient(headers=ADMIN) as http,
+    ):
         accepted = await http.post(
             server.url + "/api/scans?wait=false", files={"file": ("trivy.json", body)}
         )
@@ -91,7 +94,10 @@ async def test_bad_file_in_background_gets_scan_error_with_chat_error_fields(
     """A file that breaks half-way: scan_error has chat_error's fields and the JSON path."""
     document = json.loads(big_trivy(builders, 300))
     document["Results"][0]["Vulnerabilities"][250]["Severity"] = 5
-    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+    async with (
+        websockets.connect(server.ws_url + "/ws") as ws,
+        httpx.AsyncClient(headers=ADMIN) as http,
+    ):
         accepted = await http.post(
             server.url + "/api/scans?wait=false", content=json.dumps(document).encode()
         )
@@ -119,7 +125,10 @@ def _types(data: dict[str, Any]) -> dict[str, str]:
 async def test_scan_error_carries_every_field_of_a_real_chat_error(server: ServerThread) -> None:
     """Bad input on both channels: scan_error has every field chat_error has, with the same
     types, plus where the problem is."""
-    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+    async with (
+        websockets.connect(server.ws_url + "/ws") as ws,
+        httpx.AsyncClient(headers=ADMIN) as http,
+    ):
         await send_event(ws, "chat_message", {"message": "   "})
         chat_error = (await recv_event(ws, "chat_error"))["data"]
         accepted = await http.post(
@@ -149,7 +158,10 @@ async def test_breaker_open_scan_error_matches_breaker_open_chat_error(
     dashboard = server.app.state.dashboard
     dashboard.breaker("chat").force_open()
     dashboard.breaker("scans").force_open()
-    async with websockets.connect(server.ws_url + "/ws") as ws, httpx.AsyncClient() as http:
+    async with (
+        websockets.connect(server.ws_url + "/ws") as ws,
+        httpx.AsyncClient(headers=ADMIN) as http,
+    ):
         await send_event(ws, "chat_message", {"message": "What is CWE-79?"})
         chat_error = await recv_event(ws, "chat_error", "chat_response")
         accepted = await http.post(

@@ -16,7 +16,7 @@ import pytest
 from jupiter.scans import MalformedScanError, TruncatedUploadError, UploadTooLargeError
 from jupiter.scans._upload import spool_upload
 from jupiter.service.app import create_app
-from support.jupiter_app import fast_settings
+from support.jupiter_app import ADMIN, fast_settings
 from support.server import ServerThread
 
 BOUNDARY = "jupiterboundary42"
@@ -215,7 +215,7 @@ def test_multi_megabyte_upload_over_http_is_spooled_to_disk_as_it_arrives(
     write_big_sarif(small, 3, tool_name="WarmUpSAST")
     with (
         ServerThread(create_app(fast_settings(tmp_path / "data"))) as server,
-        httpx.Client(base_url=server.url, timeout=120) as http,
+        httpx.Client(base_url=server.url, timeout=120, headers=ADMIN) as http,
     ):
         # A first small import loads the code paths, so only the big upload is measured.
         assert http.post("/api/scans", content=small.read_bytes()).status_code == 201

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from jupiter.service.app import create_app
-from support.jupiter_app import recv_event, send_event
+from support.jupiter_app import ADMIN, recv_event, send_event
 from support.server import ServerThread
 
 THRESHOLD = 3
@@ -61,7 +61,7 @@ async def test_fault_opens_breaker_serves_fallback_records_error_and_recovers(
     """The whole story of one upstream fault, seen through the socket and the REST API."""
     dashboard = chat_server.app.state.dashboard
     openai_upstream.set_fault(**fault)
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await recv_event(ws, "status_update")
         # 1. The upstream fails on every attempt (1 call + 2 retries): chat_error with fallback.
         await send_event(ws, "chat_message", {"message": "What is CVE-2021-44228?"})
@@ -87,7 +87,7 @@ async def test_fault_opens_breaker_serves_fallback_records_error_and_recovers(
         assert refused["data"]["retry_after"] > 0
         assert len(openai_upstream.completion_requests) == THRESHOLD
         # 4. The error was recorded (and is served by the REST API, redacted).
-        async with httpx.AsyncClient(base_url=chat_server.url) as client:
+        async with httpx.AsyncClient(base_url=chat_server.url, headers=ADMIN) as client:
             recent = (await client.get("/api/recent-errors", params={"limit": 50})).json()
         chat_errors = [e for e in recent["errors"] if e["type"] == "chat_failure"]
         assert chat_errors
@@ -116,7 +116,7 @@ async def test_flapping_upstream_is_absorbed_by_retries(chat_server, openai_upst
     """A 500 followed by a success is retried and answered; the breaker stays closed."""
     openai_upstream.set_fault("flapping", pattern=("500", "ok"))
     openai_upstream.set_reply("fine")
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await send_event(ws, "chat_message", {"message": "hello"})
         reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
     assert reply["event"] == "chat_response"
@@ -131,7 +131,7 @@ async def test_retry_after_hint_is_honoured_on_the_injected_clock(
     """A 429's Retry-After sets the wait before the next attempt (slept on the fake clock)."""
     openai_upstream.set_fault("429", retry_after=3)
     before = len(clock.sleeps)
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await send_event(ws, "chat_message", {"message": "hello"})
         await recv_event(ws, "chat_response", "chat_error", timeout=20)
     assert clock.sleeps[before:] == [3.0, 3.0]
@@ -140,7 +140,7 @@ async def test_retry_after_hint_is_honoured_on_the_injected_clock(
 async def test_history_sends_only_the_last_ten_messages(chat_server, openai_upstream):
     """After many turns the upstream gets the system prompt, 10 history messages, the question."""
     openai_upstream.set_reply("ok")
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         for turn in range(8):
             await send_event(ws, "chat_message", {"message": f"question {turn}"})
             reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
@@ -159,7 +159,7 @@ async def test_history_sends_only_the_last_ten_messages(chat_server, openai_upst
 async def test_error_reply_from_the_llm_is_flagged(chat_server, openai_upstream):
     """A reply that is itself an error message comes back with is_error true and is recorded."""
     openai_upstream.set_reply("Error: model overloaded")
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await send_event(ws, "chat_message", {"message": "hello"})
         reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
     assert reply["event"] == "chat_response"
@@ -171,7 +171,7 @@ async def test_error_reply_from_the_llm_is_flagged(chat_server, openai_upstream)
 async def test_socket_stays_responsive_while_chat_hangs(chat_server, openai_upstream):
     """A hanging LLM call does not block the socket: status requests are answered meanwhile."""
     openai_upstream.set_fault("hang", hang_seconds=3)
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await recv_event(ws, "status_update")
         await send_event(ws, "chat_message", {"message": "hello"})
         await recv_event(ws, "chat_thinking")
@@ -194,7 +194,7 @@ async def test_each_socket_has_its_own_history_of_the_last_ten_messages(
     turns = 7
 
     async def chat(name: str) -> None:
-        async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+        async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
             for turn in range(turns):
                 await send_event(ws, "chat_message", {"message": f"{name} question {turn}"})
                 reply = await recv_event(ws, "chat_response", "chat_error", timeout=20)
@@ -222,7 +222,7 @@ async def test_lone_surrogate_and_nul_are_cleaned_before_the_llm_sees_them(
 ):
     """A hostile chat frame reaches the LLM cleaned and is answered, not counted as a failure."""
     openai_upstream.set_fault("ok")
-    async with websockets.connect(chat_server.ws_url + "/ws") as ws:
+    async with websockets.connect(chat_server.ws_url + "/ws", additional_headers=ADMIN) as ws:
         await recv_event(ws, "status_update")
         # json.dumps escapes the lone surrogate as a \\ud800 escape, as a hostile client sends it.
         frame = {"event": "chat_message", "data": {"message": "SQL\ud800 injection\u0000?"}}

@@ -62,7 +62,7 @@ def test_kill_9_and_restart_keeps_recent_errors_and_history(tmp_path, database_u
         token = server.admin_token
         assert f"Admin token:   {token}" in output
         admin = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, timeout=10, headers=admin) as client:
             for question in ("first question", "second question"):
                 reply = client.post("/api/chat", json={"message": question}).json()
                 assert reply["is_error"] is True

@@ -2,6 +2,10 @@
 
 async with running_app(fast_settings(tmp_path)) as (app, client):
     await client.get("/api/status")
+
+The client sends the admin token (``ADMIN_TOKEN``) unless a request brings its own
+``Authorization`` header; ``auth=None`` on a request (or ``credential=None`` for the whole
+client) sends none, for tests of what an anonymous caller gets.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ import httpx
 from jupiter.service.app import create_app
 from jupiter.settings import Settings
 
-__all__ = ["ADMIN", "ADMIN_TOKEN", "fast_settings", "recv_event", "running_app", "send_event"]
+__all__ = [
+    "ADMIN",
+    "ADMIN_TOKEN",
+    "LOCAL_BASE_URL",
+    "BearerAuth",
+    "fast_settings",
+    "recv_event",
+    "running_app",
+    "send_event",
+]
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -42,17 +55,35 @@ def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+#: A loopback-bound Jupiter answers to loopback Host names only (DNS rebinding defence).
+LOCAL_BASE_URL = "http://127.0.0.1:8000"
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <token>`` on every request that does not set its own."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        if "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
 
 
 @contextlib.asynccontextmanager
 async def running_app(
-    settings: Settings, **kwargs: Any
+    settings: Settings, *, credential: str | None = ADMIN_TOKEN, **kwargs: Any
 ) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    """The app with its lifespan running, and an httpx client on its ASGI transport."""
+    """The app with its lifespan running, and an httpx client on its ASGI transport that
+    sends ``credential`` as a Bearer token (None: anonymous)."""
     app = create_app(settings, **kwargs)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jupiter.test") as client:
+        auth = BearerAuth(credential) if credential is not None else None
+        async with httpx.AsyncClient(
+            transport=transport, base_url=LOCAL_BASE_URL, auth=auth
+        ) as client:
             yield app, client
 
 

@@ -133,7 +133,7 @@ def test_static_file_refuses_hidden_files_and_other_kinds(tmp_path: Path) -> Non
 
 async def test_admin_session_checks_the_token(client) -> None:
     """The sign-in check is 401 without or with a wrong token and 200 with the right one."""
-    assert (await client.get("/api/admin/session")).status_code == 401
+    assert (await client.get("/api/admin/session", auth=None)).status_code == 401
     wrong = await client.get("/api/admin/session", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert "error" in wrong.json()

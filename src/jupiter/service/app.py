@@ -23,18 +23,50 @@ from jupiter.resilience._clock import SYSTEM_CLOCK
 from jupiter.settings import Settings
 from jupiter.storage import Database
 
+from .access_guard import AccessGuardMiddleware
+from .auth import (
+    AccessControl,
+    AccessDenied,
+    AccessPolicy,
+    RoutePermission,
+    access_denied_handler,
+    check_route_permissions,
+)
 from .dashboard import Factory, JupiterDashboard
 from .errors import install_error_handlers
 from .metrics import build_registry
 from .middleware import RequestContextMiddleware
-from .routers import admin, chat, health, metrics, monitoring, pulse, status, threats, websocket
-from .tokens import admin_token_for
+from .routers import (
+    admin,
+    chat,
+    health,
+    metrics,
+    monitoring,
+    pulse,
+    session,
+    status,
+    threats,
+    websocket,
+)
+from .schemas import ErrorEnvelope
+from .tokens import CredentialStore
 
-__all__ = ["CORE_ROUTERS", "OPTIONAL_ROUTERS", "create_app"]
+__all__ = ["CORE_ROUTERS", "OPTIONAL_ROUTERS", "create_app", "prepare_data_dir"]
 
 log = logging.getLogger("jupiter.service")
 
-CORE_ROUTERS = (health, metrics, monitoring, status, admin, chat, threats, pulse, websocket)
+CORE_ROUTERS = (
+    health,
+    metrics,
+    monitoring,
+    status,
+    admin,
+    chat,
+    threats,
+    pulse,
+    session,
+    websocket,
+)
 #: Routers other areas add; each module must expose ``router`` (an ``APIRouter``). ``pages``
 #: comes last because it serves ``/`` and static files.
 OPTIONAL_ROUTERS = ("jupiter.service.routers.scans", "jupiter.service.routers.pages")
@@ -43,14 +75,20 @@ DESCRIPTION = """
 Jupiter's service API: monitoring (errors, features, breakers), chat with the security
 assistant, threat intelligence, community pulse and admin actions. Every error body is
 `{"error": {"type", "message", "recoverable", "suggestion", "status", ...}}`.
-Admin routes need `Authorization: Bearer <admin token>` (printed by `jupiter serve`).
+Every operation names the role it needs (`x-jupiter-permission`): reads need **viewer**
+(anonymous callers are viewers while Jupiter listens on loopback only, see
+`JUPITER_ANONYMOUS_ROLE`), scan import and chat that reaches an LLM **analyst**, breakers,
+features, scan delete and tokens **admin**. Send `Authorization: Bearer <token>` (the admin
+token is printed by `jupiter serve`), or sign in with `POST /api/session` (a cookie; then send
+`X-CSRF-Token` on writes). A credential in the query string is refused (400).
 The WebSocket protocol at `/ws` is described in docs/websocket.md.
 """
 
 TAGS = [
     {"name": "monitoring", "description": "Error statistics and feature status (the seed's API)."},
     {"name": "status", "description": "Overall status and state history."},
-    {"name": "admin", "description": "Breakers and feature flags; admin token required."},
+    {"name": "admin", "description": "Breakers, feature flags and tokens; the admin role."},
+    {"name": "session", "description": "Browser sign-in (a session cookie) and who am I."},
     {"name": "chat", "description": "Chat with Jupiter."},
     {"name": "intel", "description": "Threat intelligence."},
     {"name": "pulse", "description": "Community pulse."},
@@ -72,6 +110,68 @@ def _optional_routers() -> list[Any]:
         if router is not None:
             routers.append(router)
     return routers
+
+
+#: What a refusal can be, by status, on every route that checks a role.
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorEnvelope, "description": "No credential, or an invalid one."},
+    403: {
+        "model": ErrorEnvelope,
+        "description": "The credential's role is too low, or a cross-origin or CSRF refusal.",
+    },
+}
+_BAD_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorEnvelope,
+        "description": "A credential in the query string, or a Host this Jupiter does not serve.",
+    }
+}
+
+
+def _document_permissions(app: FastAPI, table: list[RoutePermission]) -> None:
+    """Each operation's permission (``x-jupiter-permission``) and refusals in the OpenAPI
+    document, from the same table that enforces them (not by hand in every router)."""
+    by_operation = {(p.path, method.lower()): p.access.label for p in table for method in p.methods}
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                label = by_operation.get((path, method))
+                if label is None:
+                    continue
+                operation["x-jupiter-permission"] = label
+                responses = operation.setdefault("responses", {})
+                wanted = dict(_BAD_REQUEST) if label == "public" else {**_BAD_REQUEST, **_REFUSALS}
+                for code, info in wanted.items():
+                    responses.setdefault(
+                        str(code),
+                        {
+                            "description": info["description"],
+                            "content": {"application/json": {"schema": envelope}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def prepare_data_dir(settings: Settings) -> list[str]:
+    """The data dir, 0700, with everything in it tightened to 0600/0700 (the uploads spool
+    too); one line per path that was looser, which is logged as a warning."""
+    from jupiter.private_files import ensure_private_dir, tighten_private_tree
+
+    data_dir = ensure_private_dir(settings.data_dir)
+    ensure_private_dir(data_dir / "uploads")
+    changed = tighten_private_tree(data_dir)
+    for line in changed:
+        log.warning("⚠️ %s in %s was readable by others; now private", line, data_dir)
+    return changed
 
 
 def create_app(
@@ -118,11 +218,23 @@ def create_app(
     )
     app.state.settings = settings
     app.state.dashboard = None
-    app.state.admin_token = admin_token_for(settings)
+    prepare_data_dir(settings)
+    store = CredentialStore.for_settings(settings)
+    policy = AccessPolicy.from_settings(settings)
+    app.state.access = AccessControl(policy, store, clock)
+    # The admin token at start, for callers that print it; checks always read the store.
+    app.state.admin_token = store.admin_token()
     install_error_handlers(app)
+    app.add_exception_handler(AccessDenied, access_denied_handler)  # type: ignore[arg-type]
     for module in CORE_ROUTERS:
         app.include_router(module.router)
     for router in _optional_routers():
         app.include_router(router)
+    # Every route declares who may use it, or the app is not built at all.
+    app.state.route_permissions = check_route_permissions(app)
+    _document_permissions(app, app.state.route_permissions)
+    # Added before RequestContextMiddleware, so it runs inside it: a refusal has a request ID
+    # and the security headers too.
+    app.add_middleware(AccessGuardMiddleware, policy=policy)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,9 +1,20 @@
-"""FastAPI dependencies: the dashboard, the settings, and the admin-token guard.
+"""FastAPI dependencies: the dashboard, the settings, and the permission of every route.
 
-Use the ``Annotated`` aliases in route signatures::
+Every route declares exactly one permission, as a parameter (``create_app`` refuses to build an
+app with a route that declares none; tests/service/test_auth_matrix.py checks each one)::
 
     @router.post("/api/breakers/{name}/force-open")
     async def force_open(name: str, dashboard: DashboardDep, _: AdminDep) -> ...
+
+=================  ======================================================================
+``PublicDep``      anyone; no credential is read (probes, pages, the public status summary)
+``ViewerDep``      every read; anonymous callers too where ``JUPITER_ANONYMOUS_ROLE`` allows
+``ChatDep``        chat: viewer with the offline knowledge base, analyst when it reaches an LLM
+``AnalystDep``     scan import
+``AdminDep``       scan delete, KEV refresh, breakers, features, credentials
+=================  ======================================================================
+
+Each resolves to the caller's :class:`~jupiter.service.auth.Principal`.
 """
 
 from __future__ import annotations
@@ -11,26 +22,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jupiter.settings import Settings
 
+from .auth import ADMIN, ANALYST, CHAT, PUBLIC, VIEWER, AccessControl, Principal
 from .dashboard import JupiterDashboard
-from .tokens import token_matches
 
 __all__ = [
+    "AccessDep",
     "AdminDep",
+    "AnalystDep",
+    "ChatDep",
     "DashboardDep",
+    "PublicDep",
     "SettingsDep",
+    "ViewerDep",
+    "get_access",
     "get_dashboard",
     "get_settings",
-    "require_admin",
 ]
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="The admin token printed by `jupiter serve` (or `jupiter token`).",
-)
 
 
 def get_dashboard(request: Request) -> JupiterDashboard:
@@ -45,28 +55,16 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Allow the request only with ``Authorization: Bearer <admin token>`` (401 otherwise)."""
-    expected: str = request.app.state.admin_token
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            # Worded so that no word follows "Bearer": the secret scrubber would redact it.
-            "This action needs the admin token. Send it in the Authorization header with "
-            "the scheme Bearer. `jupiter token` shows it.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not token_matches(credentials.credentials, expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "The admin token is not valid.",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+def get_access(request: Request) -> AccessControl:
+    return request.app.state.access
 
 
 DashboardDep = Annotated[JupiterDashboard, Depends(get_dashboard)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-AdminDep = Annotated[None, Depends(require_admin)]
+AccessDep = Annotated[AccessControl, Depends(get_access)]
+
+PublicDep = Annotated[Principal, Depends(PUBLIC.dependency)]
+ViewerDep = Annotated[Principal, Depends(VIEWER.dependency)]
+ChatDep = Annotated[Principal, Depends(CHAT.dependency)]
+AnalystDep = Annotated[Principal, Depends(ANALYST.dependency)]
+AdminDep = Annotated[Principal, Depends(ADMIN.dependency)]

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..deps import DashboardDep, SettingsDep
+from ..deps import ChatDep, DashboardDep, SettingsDep
 from ..errors import message_error
 from ..schemas import ChatReply, ChatRequest, ErrorEnvelope
 
@@ -20,7 +20,9 @@ router = APIRouter(tags=["chat"])
     summary="Ask Jupiter",
     responses={422: {"model": ErrorEnvelope, "description": "Empty or oversize message."}},
 )
-async def chat(body: ChatRequest, dashboard: DashboardDep, settings: SettingsDep) -> Any:
+async def chat(
+    body: ChatRequest, dashboard: DashboardDep, settings: SettingsDep, _: ChatDep
+) -> Any:
     """Answer a question with the configured LLM (offline knowledge base by default).
 
     Guarded by the chat feature flag and breaker, with 2 retries. On failure the reply has

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ..deps import PublicDep
 from ..schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
-async def healthz() -> dict[str, str]:
+async def healthz(_: PublicDep) -> dict[str, str]:
     """Always ``{"status": "ok"}`` while the event loop runs."""
     return {"status": "ok"}
 
@@ -22,7 +23,7 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: startup finished, database and writer up",
     responses={503: {"model": Readiness, "description": "Not ready; `not_ready` names why."}},
 )
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request, _: PublicDep) -> JSONResponse:
     """Ready when startup has finished, the database answers and the background writer runs
     and writes (not failing for ``storage_stuck_after_seconds``, queue not overflowing).
 

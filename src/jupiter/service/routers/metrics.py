@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..deps import ViewerDep
+
 router = APIRouter(tags=["health"])
 
 
@@ -14,7 +16,7 @@ router = APIRouter(tags=["health"])
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, _: ViewerDep) -> Response:
     """Breaker states and calls (resilience4j names), flags, errors, sockets, storage writer."""
     registry = request.app.state.metrics_registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

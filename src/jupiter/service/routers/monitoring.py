@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from ..deps import DashboardDep
+from ..deps import DashboardDep, ViewerDep
 from ..schemas import ErrorEnvelope, ErrorStats, FeatureState, RecentErrors, Timeseries
 
 router = APIRouter(tags=["monitoring"], responses={422: {"model": ErrorEnvelope}})
 
 
 @router.get("/api/error-stats", response_model=ErrorStats, summary="Error counts over the window")
-async def error_stats(dashboard: DashboardDep) -> dict[str, Any]:
+async def error_stats(dashboard: DashboardDep, _: ViewerDep) -> dict[str, Any]:
     """``{"total_errors", "errors_by_type", "window_minutes", "error_rate"}``."""
     return dashboard.get_error_stats()
 
@@ -21,6 +21,7 @@ async def error_stats(dashboard: DashboardDep) -> dict[str, Any]:
 @router.get("/api/recent-errors", response_model=RecentErrors, summary="The most recent errors")
 async def recent_errors(
     dashboard: DashboardDep,
+    _: ViewerDep,
     limit: Annotated[
         int, Query(ge=1, le=1000, description="How many errors to return (1–1000).")
     ] = 10,
@@ -34,7 +35,7 @@ async def recent_errors(
     response_model=dict[str, FeatureState],
     summary="Every component's flag and breaker",
 )
-async def feature_status(dashboard: DashboardDep) -> dict[str, Any]:
+async def feature_status(dashboard: DashboardDep, _: ViewerDep) -> dict[str, Any]:
     """``{"grok_chat": {"enabled", "circuit_breaker", "failures", ...}, ...}``."""
     return dashboard.get_feature_status()
 
@@ -44,6 +45,7 @@ async def feature_status(dashboard: DashboardDep) -> dict[str, Any]:
 )
 async def errors_timeseries(
     dashboard: DashboardDep,
+    _: ViewerDep,
     minutes: Annotated[
         int,
         Query(

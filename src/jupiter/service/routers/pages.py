@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from jupiter.service.deps import AdminDep
+from jupiter.service.deps import AdminDep, PublicDep
 from jupiter.service.status_page import build_status_summary, state_change_from_row
 from jupiter.storage import load_state_changes
 
@@ -51,19 +51,19 @@ def _page(name: str) -> FileResponse:
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-async def dashboard_page() -> FileResponse:
+async def dashboard_page(_: PublicDep) -> FileResponse:
     """The Jupiter dashboard."""
     return _page("index.html")
 
 
 @router.api_route("/admin", methods=["GET", "HEAD"], include_in_schema=False)
-async def admin_page() -> FileResponse:
+async def admin_page(_: PublicDep) -> FileResponse:
     """The Admin Console (it signs in with the admin token itself)."""
     return _page("admin.html")
 
 
 @router.api_route("/status", methods=["GET", "HEAD"], include_in_schema=False)
-async def status_page() -> FileResponse:
+async def status_page(_: PublicDep) -> FileResponse:
     """The public status page."""
     return _page("status.html")
 
@@ -85,7 +85,7 @@ def static_file(relative: str) -> Path | None:
 
 
 @router.api_route("/static/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-async def static_asset(path: str) -> FileResponse:
+async def static_asset(path: str, _: PublicDep) -> FileResponse:
     """ES modules, CSS and icons of the pages."""
     found = static_file(path)
     if found is None:
@@ -119,7 +119,7 @@ def _state_key(live: dict[str, Any]) -> tuple[tuple[str, bool, str], ...]:
 
 
 @router.get("/api/status/summary", tags=["status"])
-async def status_summary(request: Request) -> dict[str, Any]:
+async def status_summary(request: Request, _: PublicDep) -> dict[str, Any]:
     """The public status page as JSON: overall indicator, components with their status and 90
     daily uptime bars, and incidents (breaker-open and feature-disabled periods) with start and
     end. Needs no login; carries no reason text, error message or context.

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ..deps import DashboardDep
+from ..deps import DashboardDep, ViewerDep
 from ..schemas import ErrorEnvelope, PulseResponse
 
 router = APIRouter(tags=["pulse"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["pulse"])
     summary="Community pulse: feed items, per-source status, trending topics",
     responses={503: {"model": ErrorEnvelope, "description": "Pulse unavailable."}},
 )
-async def pulse(dashboard: DashboardDep) -> Any:
+async def pulse(dashboard: DashboardDep, _: ViewerDep) -> Any:
     """Items from the configured RSS/Atom feeds, each source ``live``, ``stale`` or ``error``."""
     ok, payload = await dashboard.get_pulse()
     if not ok:

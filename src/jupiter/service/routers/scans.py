@@ -30,7 +30,7 @@ from jupiter.scans._service import (
 )
 from jupiter.scans._upload import spool_upload
 
-from ..deps import AdminDep, DashboardDep
+from ..deps import AdminDep, AnalystDep, DashboardDep, ViewerDep
 from ..errors import message_error
 from ..schemas import ErrorEnvelope
 
@@ -163,6 +163,7 @@ def _service(dashboard: Any) -> ScanService | JSONResponse:
 async def upload_scan(
     request: Request,
     dashboard: DashboardDep,
+    _: AnalystDep,
     scan_format: Annotated[
         str | None,
         Query(alias="format", description=f"One of {', '.join(FORMATS)}; detected when absent."),
@@ -249,7 +250,7 @@ def _head(path: Any) -> bytes:
     summary="The progress or outcome of an import job",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def scan_job(dashboard: DashboardDep, job_id: str) -> Any:
+async def scan_job(dashboard: DashboardDep, _: ViewerDep, job_id: str) -> Any:
     """Status (queued, running, complete, error), percent, and the summary or error."""
     service = _service(dashboard)
     if isinstance(service, JSONResponse):
@@ -268,6 +269,7 @@ async def scan_job(dashboard: DashboardDep, job_id: str) -> Any:
 @router.get("/api/scans", summary="Imported scans, newest first", responses=_ERRORS)
 async def scans(
     dashboard: DashboardDep,
+    _: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: _Offset = 0,
 ) -> Any:
@@ -283,7 +285,7 @@ async def scans(
     summary="One imported scan",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def scan(dashboard: DashboardDep, scan_id: _Id) -> Any:
+async def scan(dashboard: DashboardDep, _: ViewerDep, scan_id: _Id) -> Any:
     """The scan's tool, asset, counts by severity and KEV, and a link to its findings."""
     service = _service(dashboard)
     if isinstance(service, JSONResponse):
@@ -348,6 +350,7 @@ def _severities(raw: list[str] | None) -> tuple[Severity, ...]:
 )
 async def findings(
     dashboard: DashboardDep,
+    _: ViewerDep,
     severity: Annotated[
         list[str] | None,
         Query(description="critical, high, medium, low, info; repeat or comma-separate."),
@@ -399,7 +402,7 @@ async def findings(
     summary="One finding with its details, KEV data and CWE mitigations",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )
-async def finding(dashboard: DashboardDep, finding_id: _Id) -> Any:
+async def finding(dashboard: DashboardDep, _: ViewerDep, finding_id: _Id) -> Any:
     """Everything the tool reported, plus the knowledge-base entry (and mitigations) of each
     CWE and the KEV record (dateAdded, dueDate, requiredAction, ransomware) of each CVE."""
     service = _service(dashboard)

@@ -11,14 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from jupiter.storage import load_state_changes
 
-from ..deps import AdminDep, DashboardDep
-from ..schemas import ErrorEnvelope, History, StatusPayload
+from ..deps import DashboardDep, ViewerDep
+from ..schemas import History, StatusPayload
 
 router = APIRouter(tags=["status"])
 
 
 @router.get("/api/status", response_model=StatusPayload, summary="Features, errors and health")
-async def status(dashboard: DashboardDep) -> dict[str, Any]:
+async def status(dashboard: DashboardDep, _: ViewerDep) -> dict[str, Any]:
     """The same data as the socket's ``status_update`` event; ``health`` is healthy, degraded or
     unhealthy."""
     return dashboard.status_payload()
@@ -27,12 +27,11 @@ async def status(dashboard: DashboardDep) -> dict[str, Any]:
 @router.get(
     "/api/history",
     response_model=History,
-    summary="Feature and breaker state changes (admin)",
-    responses={401: {"model": ErrorEnvelope}},
+    summary="Feature and breaker state changes",
 )
 async def history(
     dashboard: DashboardDep,
-    _: AdminDep,
+    _: ViewerDep,
     days: Annotated[int, Query(ge=1, le=365, description="How far back.")] = 90,
     component: Annotated[str | None, Query(description="One component (e.g. grok_chat).")] = None,
 ) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from ..deps import DashboardDep
+from ..deps import DashboardDep, ViewerDep
 from ..errors import message_error
 from ..schemas import ErrorEnvelope, ThreatsResponse
 
@@ -36,6 +36,7 @@ _PARAMS = {
 )
 async def threats(
     dashboard: DashboardDep,
+    _: ViewerDep,
     source: Annotated[
         str | None, Query(max_length=100, description="One source, e.g. kev.")
     ] = None,

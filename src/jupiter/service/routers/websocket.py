@@ -15,11 +15,14 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from jupiter.resilience import build_error_response
 from jupiter.text import clean_text
 
+from ..auth import CLOSE_UNAUTHENTICATED, AccessControl, AccessDenied, Principal
 from ..dashboard import JupiterDashboard
+from ..deps import ViewerDep
 from ..hub import Connection
 from ..logs import new_request_id, request_id_var
 from ..protocol import ProtocolError, error_event_data, parse_client_message
 from ..ratelimit import TokenBucket
+from ..tokens import Role
 
 router = APIRouter()
 log = logging.getLogger("jupiter.ws")
@@ -145,9 +148,48 @@ async def _guarded(coro: Any, conn: Connection, dashboard: JupiterDashboard, wha
         await conn.send("error", body)
 
 
+def _current_principal(access: AccessControl, websocket: WebSocket) -> Principal | None:
+    """The handshake's credential as it is now (rotation and revocation reach an open socket
+    on its next message); None once it may no longer read."""
+    try:
+        principal = access.identify(websocket.headers)
+    except AccessDenied:
+        return None
+    return principal if principal.allows(Role.VIEWER) else None
+
+
+async def _chat_refused(
+    access: AccessControl, principal: Principal, conn: Connection, data: Any, clock: Any
+) -> bool:
+    """Send a ``chat_error`` and return True when this caller's role cannot chat here (chat
+    that reaches an LLM needs analyst)."""
+    needed = access.policy.chat_role
+    if principal.allows(needed):
+        return False
+    extra: dict[str, Any] = {"reply_to": data["id"]} if "id" in data else {}
+    anonymous = principal.via == "anonymous"
+    await conn.send(
+        "chat_error",
+        error_event_data(
+            "authentication_required" if anonymous else "insufficient_role",
+            f"chat here reaches an LLM and needs the {needed.label} role"
+            + ("" if anonymous else f"; {principal.name!r} has the {principal.role_label} role"),
+            "Sign in with a token of that role (the Sign in button), then ask again.",
+            clock=clock,
+            recoverable=False,
+            required_role=needed.label,
+            **extra,
+        ),
+    )
+    return True
+
+
 @router.websocket("/ws")
-async def websocket_endpoint(websocket: WebSocket) -> None:
+async def websocket_endpoint(websocket: WebSocket, principal: ViewerDep) -> None:
+    # ViewerDep has checked the credential (session cookie or Bearer) before this runs; the
+    # access guard middleware checked Origin and Host. A refusal never reaches accept().
     dashboard: JupiterDashboard = websocket.app.state.dashboard
+    access: AccessControl = websocket.app.state.access
     settings = dashboard.settings
     await websocket.accept()
     conn = Connection(
@@ -170,6 +212,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 raw = frame.get("bytes")
             token = request_id_var.set(new_request_id())
             try:
+                current = _current_principal(access, websocket)
+                if current is None:
+                    log.info("📡 socket %s: its credential ended; closing", conn.id)
+                    await websocket.close(
+                        code=CLOSE_UNAUTHENTICATED,
+                        reason="credential rotated, revoked or expired: sign in again",
+                    )
+                    break
+                principal = current
                 try:
                     event, data = parse_client_message(raw, settings.ws_max_message_bytes)
                 except ProtocolError as exc:
@@ -183,6 +234,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     continue
                 log.info("📡 socket %s: %s", conn.id, event)
                 if event == "chat_message":
+                    if await _chat_refused(access, principal, conn, data, dashboard.clock):
+                        continue
                     conn.spawn(
                         _guarded(_handle_chat(dashboard, conn, data), conn, dashboard, event), event
                     )
