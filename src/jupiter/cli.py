@@ -3,6 +3,12 @@
 ``jupiter serve`` binds 127.0.0.1 unless told otherwise, prints the URL and the admin token
 (generated at first start and stored 0600 in the data dir, as Jupyter does) and runs uvicorn
 with one worker: several workers need shared breaker state, which a later issue brings.
+
+``jupiter token`` shows the admin token (``--rotate`` replaces it); ``jupiter token create
+--role viewer|analyst|admin NAME``, ``list`` and ``revoke NAME`` manage named tokens. A running
+server sees every change on its next request.
+
+Every command runs under umask 077: whatever it creates in the data dir is private.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import ipaddress
 import json
 import math
+import pathlib
 import re
 import socket
 import sys
@@ -128,15 +134,6 @@ def load_settings(**overrides: Any) -> Any:
         raise SettingsProblem(_describe_settings_error(exc)) from None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -149,12 +146,14 @@ def _bind(host: str, port: int) -> socket.socket:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from jupiter.private_files import ensure_private_dir
     from jupiter.service.app import create_app
+    from jupiter.service.auth import AccessPolicy, is_loopback
     from jupiter.service.logs import configure_logging
     from jupiter.service.tokens import admin_token_for
 
     settings = load_settings(host=args.host, port=args.port)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)
     token = admin_token_for(settings)
     secrets = [token] + [
         s.get_secret_value()
@@ -178,12 +177,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"    Admin token:   {token}", flush=True)
     stored = settings.data_dir / "admin_token"
     print(f"    (stored in {stored}; rotate with `jupiter token --rotate`)", flush=True)
-    if not _is_loopback(settings.host):
+    if not is_loopback(settings.host):
         print(
             "WARNING: listening on a non-loopback address; put TLS in front of it.",
             file=sys.stderr,
             flush=True,
         )
+        policy = AccessPolicy.from_settings(settings)
+        if policy.anonymous_role is not None:
+            print(
+                "WARNING: JUPITER_ANONYMOUS_ROLE=viewer: anyone who reaches this address can "
+                "read findings, scans and error contexts without a token.",
+                file=sys.stderr,
+                flush=True,
+            )
+        if policy.allowed_hosts is None:
+            print(
+                "WARNING: any Host name is accepted; set JUPITER_ALLOWED_HOSTS to the names "
+                "Jupiter is reached by (DNS rebinding defence).",
+                file=sys.stderr,
+                flush=True,
+            )
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -203,10 +217,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     url = args.url or f"http://{settings.host}:{settings.port}"
+    headers = {}
+    if args.token_file is not None:
+        # From a file, never the command line (which other users can read in `ps`).
+        try:
+            secret = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"jupiter: cannot read {args.token_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        headers["Authorization"] = f"Bearer {secret}"
     try:
-        response = httpx.get(url.rstrip("/") + "/api/status", timeout=args.timeout)
+        response = httpx.get(url.rstrip("/") + "/api/status", timeout=args.timeout, headers=headers)
     except httpx.HTTPError as exc:
         print(f"jupiter: no server answers at {url} ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    if response.status_code in (401, 403):
+        print(
+            f"jupiter: {url} wants a credential (HTTP {response.status_code}); pass a viewer "
+            "token with --token-file",
+            file=sys.stderr,
+        )
         return 1
     if response.status_code != 200:
         print(f"jupiter: {url} answered HTTP {response.status_code}", file=sys.stderr)
@@ -233,13 +263,72 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.rotate:
         if settings.admin_token is not None:
-            print("jupiter: JUPITER_ADMIN_TOKEN is set; change it there instead.", file=sys.stderr)
+            print(
+                "jupiter: the admin token comes from JUPITER_ADMIN_TOKEN, so it cannot be "
+                "rotated here; set a new value there and restart the server.",
+                file=sys.stderr,
+            )
             return 2
         token = rotate_token(settings.data_dir)
         print(token)
-        print("The old token no longer works after the server restarts.", file=sys.stderr)
+        print(
+            "The old admin token no longer works, and its browser sessions have ended, in every "
+            "running server that uses this data dir.",
+            file=sys.stderr,
+        )
         return 0
     print(admin_token_for(settings))
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from jupiter.service.tokens import Role, TokenError, create_token
+
+    settings = load_settings()
+    try:
+        token = create_token(settings.data_dir, args.name, Role.parse(args.role))
+    except TokenError as exc:
+        print(f"jupiter: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    print(
+        f"Token {args.name!r} ({args.role}) created. It is shown this once: only its hash is "
+        "kept. Revoke it with `jupiter token revoke NAME`.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from jupiter.service.tokens import list_tokens
+
+    settings = load_settings()
+    tokens = list_tokens(settings.data_dir)
+    if args.json:
+        print(json.dumps([t.to_dict() for t in tokens], indent=2))
+        return 0
+    admin_from = "JUPITER_ADMIN_TOKEN" if settings.admin_token is not None else "admin_token"
+    print(f"{'NAME':<24} {'ROLE':<8} CREATED")
+    print(f"{'admin':<24} {'admin':<8} ({admin_from}; `jupiter token` shows it)")
+    for entry in tokens:
+        print(f"{entry.name:<24} {entry.role.label:<8} {entry.created}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from jupiter.service.tokens import revoke_token
+
+    settings = load_settings()
+    if not revoke_token(settings.data_dir, args.name):
+        print(
+            f"jupiter: there is no token named {args.name!r} (`jupiter token list`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"Token {args.name!r} revoked; it and its browser sessions stop working at once.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -348,13 +437,34 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default=None, help="server URL (default from the settings)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument(
+        "--token-file",
+        type=pathlib.Path,
+        default=None,
+        help="a file holding a token (viewer is enough) for a server that asks for one",
+    )
+    status.add_argument(
         "--timeout", type=positive_seconds, default=5.0, help="seconds to wait (default 5)"
     )
     status.set_defaults(func=cmd_status)
 
-    token = sub.add_parser("token", help="show the admin token (or --rotate it)")
-    token.add_argument("--rotate", action="store_true", help="generate a new token")
+    token = sub.add_parser(
+        "token", help="show the admin token (or --rotate it); create, list, revoke named ones"
+    )
+    token.add_argument("--rotate", action="store_true", help="generate a new admin token")
     token.set_defaults(func=cmd_token)
+    token_sub = token.add_subparsers(dest="token_command", required=False)
+    create = token_sub.add_parser("create", help="create a named token with a role")
+    create.add_argument(
+        "--role", required=True, choices=("viewer", "analyst", "admin"), help="what it may do"
+    )
+    create.add_argument("name", help="a name for it (letters, digits, . _ -)")
+    create.set_defaults(func=cmd_token_create)
+    listing = token_sub.add_parser("list", help="list named tokens (never the tokens)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_token_list)
+    revoke = token_sub.add_parser("revoke", help="revoke a named token")
+    revoke.add_argument("name", help="the token's name")
+    revoke.set_defaults(func=cmd_token_revoke)
 
     feeds = sub.add_parser("feeds", help="threat feed commands")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
@@ -373,10 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jupiter.private_files import private_umask
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        # Whatever a command creates (the database and its -wal/-shm, spools, caches, token
+        # files) is readable by its owner only; restored afterwards for in-process callers.
+        with private_umask():
+            return int(args.func(args) or 0)
     except SettingsProblem as problem:
         for line in problem.lines:
             print(line, file=sys.stderr)
