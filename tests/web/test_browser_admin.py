@@ -14,15 +14,13 @@ from web.browser_support import (
     Jupiter,
     reset_upstreams,
     screenshots,
-    sign_in_storage,
+    sign_in_cookie,
     unnamed_controls,
 )
 
 pytestmark = pytest.mark.browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-TOKEN_KEY = "jupiter.adminToken"
 
 
 def sign_in(page: Any, jupiter: Jupiter, token: str = ADMIN_TOKEN) -> None:
@@ -35,16 +33,28 @@ def row(page: Any, alias: str) -> Any:
     return page.locator(f'.feature-row[data-alias="{alias}"]')
 
 
+def stored_anywhere(page: Any) -> str:
+    """Everything the page's scripts can keep: session and local storage."""
+    return page.evaluate(
+        """() => JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"""
+    )
+
+
 def test_wrong_token_is_refused(page: Any, jupiter: Jupiter) -> None:
     """A wrong token gets an error, the console stays hidden and nothing is stored."""
     sign_in(page, jupiter, "not-the-token")
     expect(page.locator("#signin-error")).to_contain_text("not valid")
     expect(page.locator("#console")).to_be_hidden()
-    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) is None
+    assert page.context.cookies() == []
+    assert "not-the-token" not in stored_anywhere(page)
 
 
-def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupiter: Jupiter) -> None:
-    """The token stays in sessionStorage, never in a URL, and every API call sends it as Bearer."""
+def test_sign_in_sets_an_http_only_cookie_and_the_page_keeps_no_token(
+    page: Any, jupiter: Jupiter
+) -> None:
+    """Signing in trades the token for an HttpOnly, SameSite=Strict session cookie that page
+    scripts cannot read; the page stores no token, never puts one in a URL or an Authorization
+    header, and sends X-CSRF-Token with every action. Signing out deletes the cookie."""
     reset_upstreams(jupiter)
     api_calls: list[Any] = []
     page.on("request", lambda r: api_calls.append(r) if "/api/" in r.url else None)
@@ -53,19 +63,53 @@ def test_token_lives_in_session_storage_and_goes_out_as_bearer(page: Any, jupite
     expect(row(page, "chat")).to_be_visible()
     expect(page.locator("#recent-note")).to_contain_text("updated")
 
-    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) == ADMIN_TOKEN
-    assert page.evaluate("() => localStorage.length") == 0
-    assert page.context.cookies() == []
+    [cookie] = page.context.cookies()
+    assert cookie["name"] == "jupiter_session"
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/")
+    assert cookie["secure"] is False  # plain http on loopback; https sets Secure
+    assert ADMIN_TOKEN not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to scripts
+    assert ADMIN_TOKEN not in stored_anywhere(page)
     assert api_calls, "the console called the API"
     for request in api_calls:
         assert ADMIN_TOKEN not in request.url
-        assert request.headers.get("authorization") == f"Bearer {ADMIN_TOKEN}", request.url
+        assert request.headers.get("authorization") is None, request.url
+    row(page, "chat").get_by_role("button", name="Disable Chat with Jupiter").click()
+    expect(row(page, "chat")).to_have_attribute("data-enabled", "false")
+    posts = [r for r in api_calls if r.method == "POST" and "/api/features/" in r.url]
+    assert posts
+    assert all(r.headers.get("x-csrf-token") for r in posts)
+    row(page, "chat").get_by_role("button", name="Enable Chat with Jupiter").click()
+    expect(row(page, "chat")).to_have_attribute("data-enabled", "true")
     assert ADMIN_TOKEN not in page.url
     assert unnamed_controls(page) == []
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#signin")).to_be_visible()
-    assert page.evaluate("(k) => sessionStorage.getItem(k)", TOKEN_KEY) is None
+    assert page.context.cookies() == []
+
+
+def test_a_rotated_token_ends_the_console_session(page: Any, jupiter: Jupiter) -> None:
+    """A named admin token signs the console in; once revoked, the console's next call is
+    refused and it asks to sign in again, without a reload."""
+    created = jupiter.http.post("/api/tokens", json={"name": "console-test", "role": "admin"})
+    assert created.status_code == 201, created.text
+    sign_in(page, jupiter, created.json()["token"])
+    expect(page.locator("#console")).to_be_visible()
+    assert jupiter.http.delete("/api/tokens/console-test").status_code == 200
+    page.locator("#errors-refresh").click()
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#signin-error")).to_contain_text("session has ended")
+
+
+def test_a_lesser_token_does_not_open_the_console(page: Any, jupiter: Jupiter) -> None:
+    """A viewer token is valid but the console needs admin: it says so and signs out."""
+    created = jupiter.http.post("/api/tokens", json={"name": "console-viewer", "role": "viewer"})
+    sign_in(page, jupiter, created.json()["token"])
+    expect(page.locator("#signin-error")).to_contain_text("needs an admin token")
+    expect(page.locator("#console")).to_be_hidden()
+    assert page.context.cookies() == []
+    jupiter.http.delete("/api/tokens/console-viewer")
 
 
 def test_disabling_a_feature_records_the_reason_and_degrades_the_dashboard(
@@ -261,7 +305,7 @@ def test_admin_screenshots(browser: Any, jupiter: Jupiter) -> None:
         jupiter.url + "/admin",
         "admin",
         '.feature-row[data-alias="scans"]',
-        before=sign_in_storage(),
+        before=sign_in_cookie(jupiter.url),
     )
     assert all(p.stat().st_size > 5_000 for p in signin + console)
     reset_upstreams(jupiter)

@@ -14,12 +14,21 @@ from web.browser_support import (
     Jupiter,
     reset_upstreams,
     screenshots,
+    sign_in_context,
+    sign_in_cookie,
     unnamed_controls,
 )
 
 pytestmark = pytest.mark.browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture
+def page(page: Any, jupiter: Jupiter) -> Any:
+    """The dashboard signed in as admin: chat here reaches an LLM, which needs analyst."""
+    sign_in_context(page.context, jupiter.url)
+    return page
 
 
 def open_dashboard(page: Any, jupiter: Jupiter) -> None:
@@ -350,5 +359,15 @@ def test_dashboard_is_keyboard_usable(page: Any, jupiter: Jupiter) -> None:
 def test_dashboard_screenshots(browser: Any, jupiter: Jupiter) -> None:
     """Screenshots at 1280 and 390 px, light and dark, with data loaded and no sideways scroll."""
     reset_upstreams(jupiter)
-    paths = screenshots(browser, jupiter.url + "/", "dashboard", "#threats-rows tr td.mono")
+    paths = screenshots(
+        browser,
+        jupiter.url + "/",
+        "dashboard",
+        "#threats-rows tr td.mono",
+        before=sign_in_cookie(jupiter.url),
+    )
+    # Anonymous (a loopback viewer): chat and scan import say they need a sign-in.
+    paths += screenshots(
+        browser, jupiter.url + "/", "dashboard-anonymous", "#chat-auth-note:not([hidden])"
+    )
     assert all(p.stat().st_size > 10_000 for p in paths)

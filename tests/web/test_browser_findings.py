@@ -25,7 +25,7 @@ from web.browser_support import (
     XSS_ALERT,
     XSS_FLAG,
     Jupiter,
-    sign_in_storage,
+    sign_in_context,
     unnamed_controls,
 )
 
@@ -366,7 +366,8 @@ def test_admin_import_and_delete_update_the_dashboard_live(
     page: Any, browser: Any, jupiter: Jupiter, imported: dict[str, int]
 ) -> None:
     """An admin import shows progress then findings on an open dashboard; deleting the scan
-    (confirmed, with the Bearer token) removes them there without a reload."""
+    (confirmed, with the session cookie and its CSRF token) removes them there without a
+    reload."""
     dashboard = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     open_dashboard(dashboard, jupiter)
     before = findings_api(jupiter)["total"]
@@ -450,12 +451,21 @@ def test_admin_import_and_delete_update_the_dashboard_live(
     assert jupiter.http.get(f"/api/scans/{scan_id}").status_code == 404
     deletes = [r for r in requests if r.method == "DELETE"]
     assert [r.url.rsplit("/", 1)[-1] for r in deletes] == [str(scan_id)]
-    assert deletes[0].headers.get("authorization") == f"Bearer {ADMIN_TOKEN}"
+    # The console holds no token: the HttpOnly cookie authenticates, X-CSRF-Token proves the
+    # request came from the page that signed in.
+    assert deletes[0].headers.get("authorization") is None
+    assert deletes[0].headers.get("x-csrf-token")
 
     expect(dashboard.locator("#findings-count")).to_have_text(f"{before} findings", timeout=3_000)
     expect(dashboard.locator("#findings-kev-count")).to_have_text("2 exploited in the wild")
     expect(dashboard.locator(".toast", has_text=f"Scan {scan_id} deleted")).to_be_visible()
-    assert page.context.cookies() == []
+    [cookie] = page.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+        "jupiter_session",
+        True,
+        "Strict",
+    )
+    assert ADMIN_TOKEN not in cookie["value"]
     dashboard.context.close()
 
 
@@ -469,6 +479,7 @@ def test_bad_uploads_show_the_servers_error_and_scan_error_reaches_the_dashboard
     broken = json.dumps(sarif).encode()
 
     dashboard = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    sign_in_context(dashboard.context, jupiter.url)  # its own upload below needs analyst
     open_dashboard(dashboard, jupiter)
     sign_in_admin(page, jupiter)
     page.get_by_label("Scan file").set_input_files(
@@ -548,7 +559,7 @@ def test_screenshots_at_both_widths_in_both_themes(
             dashboard.screenshot(path=str(ARTIFACTS / f"findings-{width}-{scheme}-view.png"))
 
             admin = context.new_page()
-            sign_in_storage()(admin)
+            sign_in_context(context, jupiter.url)
             admin.goto(jupiter.url + "/admin")
             expect(admin.locator("#scan-rows tr[data-scan]").first).to_be_visible()
             admin.wait_for_timeout(200)

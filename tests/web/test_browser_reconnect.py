@@ -11,7 +11,7 @@ import pytest
 from support.jupiter_app import ADMIN_TOKEN
 from support.openai_upstream import OpenAIUpstream
 from support.server import ServerProcess
-from web.browser_support import ARTIFACTS
+from web.browser_support import ARTIFACTS, sign_in_context
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +34,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_upstream: OpenAIUpstrea
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def page(page: Any, server: Any) -> Any:
+    """Signed in (chat here reaches an LLM: analyst); the session outlives the restart, since
+    its signing key is in the data dir."""
+    sign_in_context(page.context, server.url)
+    return page
 
 
 def test_page_reconnects_by_itself_after_the_server_is_killed(

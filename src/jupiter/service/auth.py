@@ -241,8 +241,10 @@ class AccessDenied(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        clear_session: bool = False,
     ) -> None:
         super().__init__(message)
+        self.clear_session = clear_session
         self.status_code = status_code
         self.error_type = error_type
         self.message = message
@@ -253,7 +255,7 @@ class AccessDenied(Exception):
     def response(self) -> JSONResponse:
         from .errors import message_error
 
-        return message_error(
+        response = message_error(
             self.status_code,
             self.message,
             error_type=self.error_type,
@@ -261,6 +263,10 @@ class AccessDenied(Exception):
             headers=self.headers or None,
             extra=self.extra,
         )
+        if self.clear_session:
+            # The browser drops the dead cookie, so its next request is simply anonymous.
+            response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
 
 
 def _b64(data: bytes) -> str:
@@ -359,10 +365,12 @@ class AccessControl:
         self.store = store
         self.sessions = SessionCodec(store, clock, policy.session_max_age)
 
-    def identify(self, headers: Mapping[str, str]) -> Principal:
-        """Who sent these headers. A wrong or malformed ``Authorization`` is a 401 (never
-        silently anonymous); a session cookie that no longer holds is ignored (anonymous, with
-        ``session_ended``)."""
+    def identify(self, headers: Mapping[str, str], *, ended_session_ok: bool = False) -> Principal:
+        """Who sent these headers. A wrong or malformed ``Authorization`` is a 401, never
+        silently anonymous; so is a session cookie that no longer holds (expired, or its
+        credential rotated or revoked: the session "stops working", and the 401 deletes the
+        cookie). With ``ended_session_ok`` such a cookie makes an anonymous principal with
+        ``session_ended`` instead (``GET /api/session`` reports it that way)."""
         authorization = headers.get("authorization")
         if authorization is not None:
             scheme, _, value = authorization.strip().partition(" ")
@@ -390,6 +398,15 @@ class AccessControl:
             session = self.sessions.verify(cookie)
             if session is not None:
                 return Principal(session.role, "session", session.name, session)
+            if not ended_session_ok:
+                raise AccessDenied(
+                    401,
+                    "session_ended",
+                    "Your session has ended: it expired, or its token was rotated or revoked.",
+                    "Sign in again with a current token.",
+                    headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
+                    clear_session=True,
+                )
         return Principal(self.policy.anonymous_role, "anonymous", session_ended=bool(cookie))
 
     def authorize(
@@ -410,7 +427,7 @@ class AccessControl:
         if principal.allows(needed):
             return
         if principal.via == "anonymous":
-            ended = " Your session has ended; sign in again." if principal.session_ended else ""
+            ended = " Your session has ended." if principal.session_ended else ""
             raise AccessDenied(
                 401,
                 "authentication_required",

@@ -161,7 +161,7 @@ async def sign_in(
 async def who_am_i(request: Request, access: AccessDep, _: PublicDep) -> JSONResponse:
     """Public, so that a page can tell whether it must sign in. A session cookie that has
     ended is deleted; a wrong ``Authorization`` header is a 401."""
-    principal = access.identify(request.headers)
+    principal = access.identify(request.headers, ended_session_ok=True)
     response = JSONResponse(_info(access, principal, session_ended=principal.session_ended))
     if principal.session_ended:
         _clear_cookie(response, request)

@@ -1,5 +1,6 @@
-// The Admin Console at "/admin". The token lives in sessionStorage (this tab only) and goes
-// out as "Authorization: Bearer" on every admin call; it is never put in a URL.
+// The Admin Console at "/admin". Signing in trades the admin token for the same HttpOnly
+// session cookie the dashboard uses (POST /api/session); the page never keeps the token, never
+// puts it in a URL, and sends the session's CSRF token with every action (api.js).
 // The console applies the dashboard's own patterns: its reads go through client-side breakers
 // and keep the last good data, so a failing or disabled feature adds no new failures here.
 import { $, el, replaceChildren, formatTime, featureInfo, breakerState, failureCount, FEATURES } from "./dom.js";
@@ -7,8 +8,9 @@ import { requestJson, ClientBreaker, ApiError } from "./api.js";
 import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
 import { SCAN_FORMATS, uploadScan, scanErrorBox, importSummary } from "./scans.js";
+import { JupiterSession } from "./session.js";
 
-const TOKEN_KEY = "jupiter.adminToken";
+const session = new JupiterSession();
 const POLL_MS = 10000;
 const breakers = {
   features: new ClientBreaker(),
@@ -24,24 +26,19 @@ let recentErrors = [];
 let features = {};
 let busy = false;
 
-const token = {
-  get: () => sessionStorage.getItem(TOKEN_KEY),
-  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
-  clear: () => sessionStorage.removeItem(TOKEN_KEY),
-};
-
-function authHeaders() {
-  const value = token.get();
-  return value ? { Authorization: `Bearer ${value}` } : {};
+/** Whether the browser's session is an admin's (what the console needs). */
+function isAdmin() {
+  return session.signedIn && session.role === "admin";
 }
 
-/** Every admin request: Bearer header, and a 401 signs the console out. */
+/** Every console request: the session cookie (and CSRF token); a 401 signs the console out. */
 async function adminRequest(url, options = {}) {
   try {
-    return await requestJson(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+    return await requestJson(url, options);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      signOut("The admin token was refused. Sign in again.");
+      showSignIn("Your session has ended (it expired, or the token was rotated or revoked). Sign in again.");
+      session.refresh().catch(() => null);
     }
     throw error;
   }
@@ -53,10 +50,6 @@ const consoleMain = $("#console");
 const signinError = $("#signin-error");
 const adminState = $("#admin-state");
 
-async function verify(candidate) {
-  return requestJson("/api/admin/session", { headers: { Authorization: `Bearer ${candidate}` } });
-}
-
 $("#signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = $("#token-input");
@@ -66,9 +59,13 @@ $("#signin-form").addEventListener("submit", async (event) => {
   button.disabled = true;
   signinError.hidden = true;
   try {
-    await verify(candidate);
-    token.set(candidate);
+    const info = await session.signIn(candidate);
     input.value = "";
+    if (info.role !== "admin") {
+      await session.signOut();
+      showSignIn(`That token is ${info.name}'s, with the ${info.role} role; the Admin Console needs an admin token.`);
+      return;
+    }
     showConsole();
   } catch (error) {
     signinError.hidden = false;
@@ -83,8 +80,7 @@ $("#signin-form").addEventListener("submit", async (event) => {
   }
 });
 
-function signOut(message) {
-  token.clear();
+function showSignIn(message) {
   clearInterval(pollTimer);
   pollTimer = null;
   consoleMain.hidden = true;
@@ -92,19 +88,23 @@ function signOut(message) {
   adminState.textContent = "Signed out";
   adminState.className = "pill pill-unknown";
   $("#connection").hidden = true;
-  if (message) {
-    signinError.hidden = false;
-    signinError.textContent = message;
-  }
+  signinError.hidden = !message;
+  signinError.textContent = message || "";
   $("#token-input").focus();
 }
-$("#signout").addEventListener("click", () => signOut());
+$("#signout").addEventListener("click", async () => {
+  try {
+    await session.signOut();
+  } finally {
+    showSignIn();
+  }
+});
 
 function showConsole() {
   signinSection.hidden = true;
   consoleMain.hidden = false;
   signinError.hidden = true;
-  adminState.textContent = "Signed in";
+  adminState.textContent = `Signed in as ${session.info?.name ?? "admin"}`;
   adminState.className = "pill pill-open";
   refreshAll();
   clearInterval(pollTimer);
@@ -377,7 +377,7 @@ $("#errors-refresh").addEventListener("click", () => {
 });
 
 // ---------------------------------------------------------------- scans
-// Listing and importing need no token, deleting does; the console sends it on every call anyway.
+// Listing needs viewer, importing analyst, deleting admin: the console's admin session has all.
 let scanList = { items: [], total: 0 };
 
 function scanRow(scan) {
@@ -480,7 +480,6 @@ $("#scan-import-form").addEventListener("submit", async (event) => {
     const summary = await uploadScan(file, {
       format: $("#scan-format").value,
       asset: $("#scan-asset").value.trim(),
-      headers: authHeaders(),
     });
     result.textContent = `Imported ${file.name} as scan #${summary.scan_id}: ${importSummary(summary)}`;
     event.target.reset();
@@ -499,7 +498,7 @@ $("#scan-import-form").addEventListener("submit", async (event) => {
 });
 
 function refreshAll() {
-  if (!token.get()) return;
+  if (!isAdmin()) return;
   loadFeatures();
   loadStats();
   loadErrors();
@@ -508,17 +507,21 @@ function refreshAll() {
 
 // ---------------------------------------------------------------- live updates
 function connectSocket() {
-  if (socket) return;
+  if (socket) {
+    socket.restart(); // signed in again: the handshake carries the new cookie
+    return;
+  }
   socket = new JupiterSocket();
   const pill = $("#connection");
   pill.hidden = false;
   socket.addEventListener("statechange", (event) => {
     const { state } = event.detail;
     pill.className = `pill pill-${state}`;
-    pill.textContent = state === "open" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
+    pill.textContent =
+      state === "open" ? "Live" : state === "connecting" ? "Connecting…" : state === "denied" ? "Signed out" : "Reconnecting…";
   });
   socket.on("status_update", (data) => {
-    if (!token.get()) return;
+    if (!isAdmin()) return;
     if (data.features) {
       features = data.features;
       if (!busy) renderFeatures();
@@ -528,21 +531,19 @@ function connectSocket() {
   socket.on("open", () => socket.send("request_status"));
   for (const event of ["scan_complete", "scan_deleted", "scan_kev_refreshed"]) {
     socket.on(event, () => {
-      if (token.get()) loadScans();
+      if (isAdmin()) loadScans();
     });
   }
   socket.connect();
 }
 
 // ---------------------------------------------------------------- start
-window.jupiterAdmin = { signOut };
-if (token.get()) {
-  verify(token.get())
-    .then(showConsole)
-    .catch((error) => {
-      if (error instanceof ApiError && error.status === 401) signOut("The stored admin token is no longer valid.");
-      else showConsole(); // the server is unreachable right now; the console retries by itself
-    });
-} else {
-  signOut();
-}
+window.jupiterAdmin = { showSignIn, session };
+session
+  .refresh()
+  .then((info) => {
+    if (isAdmin()) showConsole();
+    else if (info && info.authenticated) showSignIn(`Signed in as ${info.name} (${info.role}); the Admin Console needs an admin token.`);
+    else showSignIn(info && info.session_ended ? "Your session has ended. Sign in again." : "");
+  })
+  .catch(() => showSignIn("Jupiter cannot be reached right now; try again in a moment."));

@@ -1,5 +1,15 @@
 // fetch with a timeout, the service's error envelope turned into an ApiError, and a small
 // client-side circuit breaker so a failing endpoint is not hammered by the page either.
+// Requests carry the session cookie (same origin only) and, when they change something, the
+// session's CSRF token as X-CSRF-Token (session.js sets it after GET/POST /api/session).
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+let csrfToken = null;
+
+/** The CSRF token of the signed-in session (null when signed out). */
+export function setCsrfToken(value) {
+  csrfToken = value || null;
+}
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -17,6 +27,7 @@ export class ApiError extends Error {
     this.suggestion = error.suggestion || null;
     this.recoverable = error.recoverable ?? (status === 0 || status >= 500 || status === 429);
     this.location = error.location ?? null; // scans: the JSON path or XML line of a bad file
+    this.requiredRole = error.required_role ?? null; // 401/403: the role the action needs
   }
 }
 
@@ -24,6 +35,7 @@ export async function requestJson(url, { method = "GET", headers = {}, body, tim
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const init = { method, headers: { Accept: "application/json", ...headers }, signal: controller.signal };
+  if (csrfToken && !SAFE_METHODS.has(method.toUpperCase())) init.headers["X-CSRF-Token"] = csrfToken;
   if (body instanceof FormData) {
     init.body = body; // the browser sets the multipart Content-Type with its boundary
   } else if (body !== undefined) {
@@ -47,7 +59,13 @@ export async function requestJson(url, { method = "GET", headers = {}, body, tim
       payload = null;
     }
   }
-  if (!response.ok) throw new ApiError(response.status, payload);
+  if (!response.ok) {
+    const error = new ApiError(response.status, payload);
+    // The session cookie stopped working (expired, token rotated or revoked): the answer has
+    // already deleted it; the page updates who it is signed in as.
+    if (error.type === "session_ended") window.dispatchEvent(new CustomEvent("jupiter:session-ended"));
+    throw error;
+  }
   return payload;
 }
 

@@ -6,11 +6,13 @@ import {
 } from "./dom.js";
 import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
-import { requestJson, ClientBreaker } from "./api.js";
+import { requestJson, ClientBreaker, ApiError } from "./api.js";
 import { normaliseTimeseries, renderChart } from "./chart.js";
 import { initFindings } from "./findings.js";
+import { JupiterSession, describe } from "./session.js";
 
 const socket = new JupiterSocket();
+const session = new JupiterSession();
 const MAX_THREAT_ROWS = 200;
 const STATUS_POLL_MS = 10000;
 const CHART_POLL_MS = 30000;
@@ -29,6 +31,12 @@ socket.addEventListener("statechange", (event) => {
   clearInterval(countdownTimer);
   if (state === "open") {
     connectionPill.textContent = "Live";
+    banner.hidden = true;
+    return;
+  }
+  if (state === "denied") {
+    // Refused for want of a credential: no reconnect loop; the sign-in banner says what to do.
+    connectionPill.textContent = "Sign in for live data";
     banner.hidden = true;
     return;
   }
@@ -607,8 +615,121 @@ if ("ResizeObserver" in window) {
   }).observe(chartBox);
 }
 
+// ---------------------------------------------------------------- signing in
+// Anonymous visitors may read while Jupiter listens on loopback only; what needs more (chat
+// that reaches an LLM, importing scans, or every read when Jupiter is open to a network) says
+// so and offers the sign-in dialog. Signing in sets an HttpOnly cookie; the token is not kept.
+const whoami = $("#whoami");
+const signinOpen = $("#signin-open");
+const signoutButton = $("#signout");
+const signinDialog = $("#signin-dialog");
+const signinForm = $("#signin-form");
+const signinToken = $("#signin-token");
+const signinError = $("#signin-error");
+const authBanner = $("#auth-banner");
+
+function openSignIn(reason = "") {
+  signinError.hidden = !reason;
+  signinError.textContent = reason;
+  signinToken.value = "";
+  if (!signinDialog.open) signinDialog.showModal();
+  signinToken.focus();
+}
+
+function signInButton(label) {
+  const button = el("button", { type: "button", class: "btn btn-small btn-primary", text: label });
+  button.addEventListener("click", () => openSignIn());
+  return button;
+}
+
+function showAuthNote(node, text) {
+  node.hidden = !text;
+  replaceChildren(node, text ? [el("span", { text }), signInButton(session.signedIn ? "Switch token" : "Sign in")] : []);
+}
+
+function showAccess(info) {
+  whoami.textContent = describe(info);
+  whoami.className = `pill ${info && info.authenticated ? "pill-open" : "pill-unknown"}`;
+  whoami.dataset.role = (info && info.role) || "none";
+  whoami.dataset.authenticated = String(Boolean(info && info.authenticated));
+  signinOpen.hidden = Boolean(info && info.authenticated);
+  signoutButton.hidden = !(info && info.authenticated);
+  if (!info) return;
+  const canRead = session.can("read");
+  authBanner.hidden = canRead;
+  $("#auth-banner-text").textContent = info.session_ended
+    ? "Your session has ended (it expired, or its token was rotated or revoked). Sign in again to see Jupiter's data."
+    : "This Jupiter shows its data to signed-in users only.";
+  const canChat = session.can("chat");
+  chatInput.disabled = !canChat;
+  $("#chat-send").disabled = !canChat;
+  showAuthNote(
+    $("#chat-auth-note"),
+    canChat ? "" : `Chat here reaches an LLM, which needs the ${session.needs("chat")} role.`,
+  );
+  const canImport = session.can("scan_import");
+  findings.setUploadAllowed(canImport);
+  showAuthNote($("#upload-auth-note"), canImport ? "" : `Importing a scan needs the ${session.needs("scan_import")} role.`);
+}
+
+session.on(({ info, changed }) => {
+  showAccess(info);
+  if (!changed) return;
+  // The socket's handshake carries the cookie: connect again as the new identity.
+  if (session.can("read")) socket.restart();
+  findings.refresh();
+  refreshChart();
+});
+
+signinOpen.addEventListener("click", () => openSignIn());
+$("#auth-banner-signin").addEventListener("click", () => openSignIn());
+$("#signin-cancel").addEventListener("click", () => signinDialog.close());
+signinForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = signinToken.value.trim();
+  if (!token) return;
+  const submit = $("#signin-submit");
+  submit.disabled = true;
+  try {
+    const info = await session.signIn(token);
+    signinToken.value = "";
+    signinDialog.close();
+    toast(`You can now do what the ${info.role} role allows.`, "success", { title: `Signed in as ${info.name}` });
+  } catch (error) {
+    signinError.hidden = false;
+    signinError.textContent =
+      error instanceof ApiError && error.status === 401
+        ? "That token is not valid (it may have been rotated or revoked)."
+        : `Could not sign in: ${error.message}`;
+    signinToken.select();
+  } finally {
+    submit.disabled = false;
+  }
+});
+signoutButton.addEventListener("click", async () => {
+  try {
+    await session.signOut();
+    toast("The session cookie is deleted.", "info", { title: "Signed out" });
+  } catch (error) {
+    toast(error.message, "error", { title: "Sign out failed" });
+  }
+});
+
+window.addEventListener("jupiter:session-ended", () => session.refresh().catch(() => null));
+socket.addEventListener("denied", () => {
+  // The server refused (or ended) the socket: find out why and show it. A changed identity
+  // reconnects through the session's change handler; nothing here retries a refusal.
+  session.refresh().catch(() => null);
+});
+
 // ---------------------------------------------------------------- start
 const findings = initFindings(socket);
-window.jupiter = { socket, findings }; // handy in the console and for the browser tests
-socket.connect();
+window.jupiter = { socket, findings, session }; // handy in the console and for the browser tests
+session
+  .refresh()
+  .catch(() => null) // unreachable: the socket's reconnect loop says so
+  .finally(() => {
+    if (!session.info || session.can("read")) socket.connect();
+    else socket.setState("denied");
+  });
 refreshChart();

@@ -398,6 +398,13 @@ export function initFindings(socket) {
   const uploadButton = $("#findings-upload-button");
   const uploadResult = $("#findings-upload-result");
   const uploadError = $("#findings-upload-error");
+  let uploadAllowed = true; // the signed-in role may import scans (the dashboard says)
+
+  function setUploadAllowed(allowed) {
+    uploadAllowed = Boolean(allowed);
+    fileInput.disabled = !uploadAllowed;
+    uploadButton.disabled = !uploadAllowed;
+  }
 
   uploadForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -424,7 +431,7 @@ export function initFindings(socket) {
       );
     } finally {
       ownUpload = null;
-      uploadButton.disabled = false;
+      uploadButton.disabled = !uploadAllowed;
     }
   });
 
@@ -495,5 +502,5 @@ export function initFindings(socket) {
   });
 
   refresh();
-  return { refresh };
+  return { refresh, setUploadAllowed };
 }

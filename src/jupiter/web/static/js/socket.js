@@ -1,5 +1,10 @@
 // A WebSocket that comes back by itself: exponential backoff with jitter between attempts,
-// and a state the page shows ("connecting", "open", "reconnecting").
+// and a state the page shows ("connecting", "open", "reconnecting", "denied").
+// The server closes a socket whose credential does not allow it with 4401/4403 and a reason:
+// that state is "denied" and the socket waits for restart() (after signing in) instead of
+// retrying a refusal over and over.
+
+export const DENIED_CODES = Object.freeze([4401, 4403]);
 
 export const BACKOFF = Object.freeze({ initialMs: 500, factor: 2, maxMs: 15000 });
 
@@ -27,6 +32,12 @@ export class JupiterSocket extends EventTarget {
   connect() {
     clearTimeout(this.timer);
     this.timer = null;
+    if (this.ws) {
+      // Never two sockets at once (each event would arrive twice).
+      const old = this.ws;
+      this.ws = null;
+      old.close(1000);
+    }
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
     let ws;
     try {
@@ -55,9 +66,17 @@ export class JupiterSocket extends EventTarget {
       this.dispatchEvent(new CustomEvent(message.event, { detail: message.data ?? {} }));
       this.dispatchEvent(new CustomEvent("*", { detail: message }));
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (DENIED_CODES.includes(event.code)) {
+        clearTimeout(this.timer);
+        this.timer = null;
+        this.attempt = 0;
+        this.setState("denied");
+        this.dispatchEvent(new CustomEvent("denied", { detail: { code: event.code, reason: event.reason } }));
+        return;
+      }
       this.scheduleReconnect();
     });
     // "error" is always followed by "close"; reconnecting happens there.
@@ -75,6 +94,12 @@ export class JupiterSocket extends EventTarget {
   /** Skip the wait (the "Reconnect now" button). */
   reconnectNow() {
     if (this.state === "open") return;
+    this.connect();
+  }
+
+  /** Connect again at once, e.g. after signing in or out: the handshake carries the cookie. */
+  restart() {
+    this.attempt = 0;
     this.connect();
   }
 
