@@ -65,7 +65,77 @@ def test_token_rotate_refuses_when_the_token_comes_from_the_environment(
     assert main(["token"]) == 0
     assert capsys.readouterr().out.strip() == "from-the-environment-123456"
     assert main(["token", "--rotate"]) == 2
-    assert "JUPITER_ADMIN_TOKEN" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "JUPITER_ADMIN_TOKEN" in err
+    assert "cannot be rotated here" in err
+    assert not (data_dir / "admin_token").exists()
+
+
+def test_token_create_list_and_revoke(data_dir, capsys):
+    """Named tokens: printed once at creation, listed by name and role (never the token nor
+    its hash), revoked by name; every file they touch is 0600."""
+    assert main(["token", "create", "--role", "analyst", "ci-pipeline"]) == 0
+    captured = capsys.readouterr()
+    token = captured.out.strip()
+    assert token.startswith("jpt_")
+    assert len(token) > 40
+    assert "shown this once" in captured.err
+    assert main(["token", "create", "--role", "viewer", "ci-pipeline"]) == 2
+    assert "already a token named 'ci-pipeline'" in capsys.readouterr().err
+    assert main(["token", "create", "--role", "viewer", "admin"]) == 2
+    assert "admin token's name" in capsys.readouterr().err
+    assert main(["token", "create", "--role", "viewer", "no spaces"]) == 2
+    capsys.readouterr()
+
+    assert main(["token", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "ci-pipeline" in listing
+    assert "analyst" in listing
+    assert token not in listing
+    assert main(["token", "list", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert (entry["name"], entry["role"]) == ("ci-pipeline", "analyst")
+    stored = (data_dir / "tokens.json").read_text()
+    assert token not in stored
+    for name in ("tokens.json", ".tokens.lock"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+
+    assert main(["token", "revoke", "ci-pipeline"]) == 0
+    assert "revoked" in capsys.readouterr().err
+    assert main(["token", "revoke", "ci-pipeline"]) == 1
+    assert "no token named 'ci-pipeline'" in capsys.readouterr().err
+    assert main(["token", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_token_create_refuses_an_unknown_role(data_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["token", "create", "--role", "root", "x"])
+    assert exc.value.code == 2
+    assert "viewer" in capsys.readouterr().err
+
+
+def test_the_cli_leaves_the_umask_as_it_found_it(data_dir):
+    previous = os.umask(0o022)
+    try:
+        assert main(["token"]) == 0
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(previous)
+
+
+def test_status_sends_a_token_from_a_file(tmp_path, data_dir, capsys):
+    """Beyond loopback (here: anonymous access off) `jupiter status` needs a token: read from
+    a file, never from the command line."""
+    settings = fast_settings(tmp_path / "srv", anonymous_role="none")
+    with ServerThread(create_app(settings)) as server:
+        assert main(["status", "--url", server.url]) == 1
+        assert "--token-file" in capsys.readouterr().err
+        token_file = tmp_path / "token"
+        token_file.write_text("test-admin-token-0123456789\n")
+        assert main(["status", "--url", server.url, "--token-file", str(token_file)]) == 0
+        assert "health: healthy" in capsys.readouterr().out
 
 
 def test_status_queries_a_running_server(tmp_path, data_dir, capsys):

@@ -49,8 +49,20 @@ def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) as 0700; an existing directory is left as it is
     (:func:`tighten_private_tree` reports and fixes a loose one)."""
     path = Path(path)
-    # mkdir's mode is reduced by the umask but never widened: 0700 at most, from the start.
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    # Path.mkdir(parents=True) gives the parents the default mode; each one is made here, 0700
+    # from the start (mkdir's mode is reduced by the umask, never widened).
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by someone else meanwhile
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+    if not path.is_dir():
+        raise NotADirectoryError(str(path))
     return path
 
 
