@@ -50,8 +50,10 @@ def admin_token(app: Any) -> str:
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    """Sign in as a page does: the cookie in the jar, the CSRF token on every request."""
     response = await client.post("/api/session", json={"token": token})
     assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return response.json()
 
 
@@ -82,8 +84,28 @@ async def test_sign_in_sets_a_locked_down_cookie_bound_to_the_credential(app_cli
     )
     assert body["expires"] == "2027-01-15T16:00:00Z"  # the fake wall clock + 8 h
     assert len(body["csrf_token"]) >= 24
+    proven = await client.get("/api/session", headers={"X-CSRF-Token": body["csrf_token"]})
+    assert (proven.json()["role"], proven.json()["via"]) == ("admin", "session")
+    assert "csrf_token" not in proven.json()  # given at sign-in only
+
+
+async def test_the_cookie_alone_is_no_credential(app_client) -> None:
+    """Browsers send a host's cookies to every port of it, so a page on another port of
+    127.0.0.1 (or its server) gets Jupiter's cookie: without the CSRF token that the signed-in
+    page keeps in its own origin's storage, the cookie counts for nothing."""
+    app, client, _ = app_client
+    session = await sign_in(client, admin_token(app))
+    del client.headers["X-CSRF-Token"]
     who = (await client.get("/api/session")).json()
-    assert (who["role"], who["csrf_token"]) == ("admin", body["csrf_token"])
+    assert (who["authenticated"], who["role"], who["session_unproven"]) == (False, None, True)
+    read = await client.get("/api/recent-errors")
+    assert read.status_code == 401  # anonymous access is off here
+    assert "without its X-CSRF-Token" in read.json()["error"]["message"]
+    write = await client.post("/api/breakers/pulse/force-open")
+    assert write.status_code == 403
+    assert write.json()["error"]["type"] == "csrf_token_invalid"
+    proven = await client.get("/api/recent-errors", headers={"X-CSRF-Token": session["csrf_token"]})
+    assert proven.status_code == 200
 
 
 async def test_the_cookie_is_secure_over_https(tmp_path: Path) -> None:
@@ -111,11 +133,13 @@ async def test_a_session_reads_and_its_csrf_token_allows_writes(app_client) -> N
     session = await sign_in(client, admin_token(app))
     assert (await client.get("/api/recent-errors")).status_code == 200
     path = "/api/breakers/pulse/force-open"
+    del client.headers["X-CSRF-Token"]
     missing = await client.post(path)
     assert missing.status_code == 403
     assert missing.json()["error"]["type"] == "csrf_token_invalid"
     wrong = await client.post(path, headers={"X-CSRF-Token": "x" + session["csrf_token"][1:]})
     assert wrong.status_code == 403
+    assert app.state.dashboard.breakers["community_pulse"].state.value == "closed"
     done = await client.post(path, headers={"X-CSRF-Token": session["csrf_token"]})
     assert done.status_code == 200
     assert app.state.dashboard.breakers["community_pulse"].state.value == "open"
@@ -191,6 +215,7 @@ async def test_who_am_i_tells_the_page_what_needs_signing_in(tmp_path: Path) -> 
         "role": "viewer",  # loopback: anonymous callers read
         "name": None,
         "session_ended": False,
+        "session_unproven": False,
         "anonymous_role": "viewer",
         "requirements": {
             "read": "viewer",

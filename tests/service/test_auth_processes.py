@@ -75,7 +75,10 @@ def test_rotation_reaches_every_process_at_once(two_servers) -> None:
     data_dir, first, second = two_servers
     old = first.admin_token
     signed_in = httpx.post(first.url + "/api/session", json={"token": old}, timeout=10)
-    cookie = {"Cookie": f"jupiter_session={signed_in.cookies['jupiter_session']}"}
+    cookie = {
+        "Cookie": f"jupiter_session={signed_in.cookies['jupiter_session']}",
+        "X-CSRF-Token": signed_in.json()["csrf_token"],
+    }
     for server in (first, second):
         assert status_of(server, bearer(old)) == 200
         assert status_of(server, cookie) == 200  # a session opened on the first works here

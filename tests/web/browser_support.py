@@ -130,7 +130,13 @@ def sign_in_context(context: Any, url: str, token: str = ADMIN_TOKEN) -> dict[st
     cookie lands in its cookie jar, as the pages' sign-in forms do); the session's answer."""
     response = context.request.post(url + "/api/session", data={"token": token})
     assert response.ok, response.text()
-    return response.json()
+    session = response.json()
+    # What the sign-in form does with the answer: the CSRF token in Jupiter's own storage.
+    context.add_init_script(
+        f"if (location.origin === {url!r}) "
+        f"localStorage.setItem('jupiter.csrf', {session['csrf_token']!r});"
+    )
+    return session
 
 
 def sign_in_cookie(url: str, token: str = ADMIN_TOKEN):

@@ -48,6 +48,7 @@ __all__ = [
     "PUBLIC",
     "SAFE_METHODS",
     "SESSION_COOKIE",
+    "SOCKET_PROTOCOL",
     "VIEWER",
     "Access",
     "AccessControl",
@@ -66,6 +67,7 @@ __all__ = [
     "iter_routes",
     "origin_key",
     "route_permissions",
+    "socket_subprotocol",
 ]
 
 log = logging.getLogger("jupiter.auth")
@@ -195,13 +197,13 @@ class Session:
     csrf_token: str
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``/api/session`` shows of it (the CSRF token only at sign-in)."""
         return {
             "role": self.role.label,
             "name": self.name,
             "expires": datetime.fromtimestamp(self.expires, UTC)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
-            "csrf_token": self.csrf_token,
         }
 
 
@@ -217,6 +219,9 @@ class Principal:
     #: A session cookie came with the request but is no longer valid (expired, or its
     #: credential was rotated or revoked); the 401 then says so.
     session_ended: bool = False
+    #: A valid session cookie came without its CSRF token, so it does not count (see
+    #: :meth:`AccessControl.identify`).
+    session_unproven: bool = False
 
     def allows(self, needed: Role) -> bool:
         return self.role is not None and self.role >= needed
@@ -343,6 +348,25 @@ class SessionCodec:
         return Session(credential.name, credential.role, float(expires), csrf)
 
 
+#: The socket's subprotocols: pages offer ``jupiter.v1`` and ``jupiter.csrf.<token>``; the
+#: server answers with ``jupiter.v1`` (the token is never echoed back).
+SOCKET_PROTOCOL = "jupiter.v1"
+_CSRF_PROTOCOL = "jupiter.csrf."
+
+
+def _socket_proof(offered: str | None) -> str | None:
+    for item in (offered or "").split(","):
+        name = item.strip()
+        if name.startswith(_CSRF_PROTOCOL):
+            return name[len(_CSRF_PROTOCOL) :]
+    return None
+
+
+def socket_subprotocol(offered: Iterable[str]) -> str | None:
+    """The subprotocol to accept a socket with: ``jupiter.v1`` if the client offered it."""
+    return SOCKET_PROTOCOL if SOCKET_PROTOCOL in offered else None
+
+
 def _cookie(headers_cookie: str | None) -> str | None:
     if not headers_cookie:
         return None
@@ -370,7 +394,13 @@ class AccessControl:
         silently anonymous; so is a session cookie that no longer holds (expired, or its
         credential rotated or revoked: the session "stops working", and the 401 deletes the
         cookie). With ``ended_session_ok`` such a cookie makes an anonymous principal with
-        ``session_ended`` instead (``GET /api/session`` reports it that way)."""
+        ``session_ended`` instead (``GET /api/session`` reports it that way).
+
+        A valid session cookie counts only with its CSRF token: the ``X-CSRF-Token`` header,
+        or on a socket handshake the ``jupiter.csrf.<token>`` subprotocol (a browser cannot
+        set headers there). Cookies are scoped by host, not port, so the browser also sends
+        Jupiter's cookie to any other server on 127.0.0.1; the token, kept by Jupiter's pages
+        in their origin's storage, is what such a server (or a page on it) lacks."""
         authorization = headers.get("authorization")
         if authorization is not None:
             scheme, _, value = authorization.strip().partition(" ")
@@ -397,7 +427,12 @@ class AccessControl:
         if cookie:
             session = self.sessions.verify(cookie)
             if session is not None:
-                return Principal(session.role, "session", session.name, session)
+                proof = headers.get(CSRF_HEADER) or _socket_proof(
+                    headers.get("sec-websocket-protocol")
+                )
+                if proof and hmac.compare_digest(proof.encode(), session.csrf_token.encode()):
+                    return Principal(session.role, "session", session.name, session)
+                return Principal(self.policy.anonymous_role, "anonymous", session_unproven=True)
             if not ended_session_ok:
                 raise AccessDenied(
                     401,
@@ -413,21 +448,20 @@ class AccessControl:
         self, principal: Principal, needed: Role, *, method: str, headers: Mapping[str, str]
     ) -> None:
         """Refuse unless ``principal`` may do something that needs ``needed``."""
-        if principal.via == "session" and method.upper() not in SAFE_METHODS:
-            given = headers.get(CSRF_HEADER, "")
-            expected = principal.session.csrf_token if principal.session else ""
-            if not (given and hmac.compare_digest(given.encode(), expected.encode())):
-                raise AccessDenied(
-                    403,
-                    "csrf_token_invalid",
-                    "A signed-in browser request that changes something must carry the "
-                    "X-CSRF-Token header of its session.",
-                    "Reload the page; it reads the token from GET /api/session.",
-                )
+        if principal.session_unproven and method.upper() not in SAFE_METHODS:
+            raise AccessDenied(
+                403,
+                "csrf_token_invalid",
+                "A signed-in browser request that changes something must carry the "
+                "X-CSRF-Token header of its session.",
+                "Sign in again on this page: it keeps the session's CSRF token.",
+            )
         if principal.allows(needed):
             return
         if principal.via == "anonymous":
             ended = " Your session has ended." if principal.session_ended else ""
+            if principal.session_unproven:
+                ended = " The session cookie came without its X-CSRF-Token."
             raise AccessDenied(
                 401,
                 "authentication_required",
@@ -540,7 +574,7 @@ async def deny_websocket(websocket: Any, exc: AccessDenied) -> None:
     4401 or 4403 and the reason, which a browser page can read (an HTTP refusal of the
     handshake is invisible to page scripts). Nothing else is sent before the close."""
     code = CLOSE_FORBIDDEN if exc.status_code == 403 else CLOSE_UNAUTHENTICATED
-    await websocket.accept()
+    await websocket.accept(subprotocol=socket_subprotocol(websocket.scope.get("subprotocols", ())))
     await websocket.close(code=code, reason=close_reason(exc.message))
 
 

@@ -46,10 +46,16 @@ class SessionInfo(BaseModel):
     name: str | None = Field(default=None, description="The credential's name (admin, ...).")
     expires: str | None = Field(default=None, description="When the session ends (UTC).")
     csrf_token: str | None = Field(
-        default=None, description="Send as X-CSRF-Token with every POST/PUT/PATCH/DELETE."
+        default=None,
+        description="Sign-in only: keep it in the page's storage and send it as X-CSRF-Token "
+        "with every request; without it the cookie does not count.",
     )
     session_ended: bool = Field(
         default=False, description="A session cookie came in but has expired or was revoked."
+    )
+    session_unproven: bool = Field(
+        default=False,
+        description="A valid session cookie came without its X-CSRF-Token (sign in again).",
     )
     anonymous_role: RoleName | None = Field(description="What a caller without credential is.")
     requirements: dict[str, RoleName] = Field(
@@ -81,7 +87,7 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _info(access: Any, principal: Principal, *, session_ended: bool = False) -> dict[str, Any]:
+def _info(access: Any, principal: Principal) -> dict[str, Any]:
     policy = access.policy
     anonymous = policy.anonymous_role.label if policy.anonymous_role is not None else None
     body: dict[str, Any] = {
@@ -89,7 +95,8 @@ def _info(access: Any, principal: Principal, *, session_ended: bool = False) -> 
         "via": principal.via if principal.via != "public" else "anonymous",
         "role": principal.role.label if principal.role is not None else None,
         "name": principal.name,
-        "session_ended": session_ended,
+        "session_ended": principal.session_ended,
+        "session_unproven": principal.session_unproven,
         "anonymous_role": anonymous,
         "requirements": {
             "read": Role.VIEWER.label,
@@ -135,7 +142,10 @@ async def sign_in(
     request: Request, body: SessionRequest, access: AccessDep, _: PublicDep
 ) -> JSONResponse:
     """Sets ``jupiter_session`` (HttpOnly, SameSite=Strict, Path=/, Secure over https) and
-    answers with the role, the name, the expiry and the CSRF token."""
+    answers with the role, the name, the expiry and the CSRF token, which the page keeps in
+    its origin's storage and sends as ``X-CSRF-Token`` on every request (and in the socket's
+    subprotocols): the cookie alone does not authenticate, since browsers send it to every
+    port of the host."""
     credential = access.store.authenticate(body.token.strip())
     if credential is None:
         raise AccessDenied(
@@ -147,7 +157,7 @@ async def sign_in(
         )
     value, session = access.sessions.issue(credential)
     principal = Principal(session.role, "session", session.name, session)
-    response = JSONResponse(_info(access, principal))
+    response = JSONResponse({**_info(access, principal), "csrf_token": session.csrf_token})
     _set_cookie(response, request, value, access.policy.session_max_age)
     return response
 
@@ -159,10 +169,11 @@ async def sign_in(
     responses=_AUTH_ERRORS,
 )
 async def who_am_i(request: Request, access: AccessDep, _: PublicDep) -> JSONResponse:
-    """Public, so that a page can tell whether it must sign in. A session cookie that has
-    ended is deleted; a wrong ``Authorization`` header is a 401."""
+    """Public, so that a page can tell whether it must sign in. A session counts only with its
+    ``X-CSRF-Token`` (the page keeps it from sign-in; it is not repeated here). A session
+    cookie that has ended is deleted; a wrong ``Authorization`` header is a 401."""
     principal = access.identify(request.headers, ended_session_ok=True)
-    response = JSONResponse(_info(access, principal, session_ended=principal.session_ended))
+    response = JSONResponse(_info(access, principal))
     if principal.session_ended:
         _clear_cookie(response, request)
     return response

@@ -15,7 +15,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from jupiter.resilience import build_error_response
 from jupiter.text import clean_text
 
-from ..auth import CLOSE_UNAUTHENTICATED, AccessControl, AccessDenied, Principal
+from ..auth import (
+    CLOSE_UNAUTHENTICATED,
+    AccessControl,
+    AccessDenied,
+    Principal,
+    socket_subprotocol,
+)
 from ..dashboard import JupiterDashboard
 from ..deps import ViewerDep
 from ..hub import Connection
@@ -191,7 +197,7 @@ async def websocket_endpoint(websocket: WebSocket, principal: ViewerDep) -> None
     dashboard: JupiterDashboard = websocket.app.state.dashboard
     access: AccessControl = websocket.app.state.access
     settings = dashboard.settings
-    await websocket.accept()
+    await websocket.accept(subprotocol=socket_subprotocol(websocket.scope.get("subprotocols", ())))
     conn = Connection(
         websocket,
         rate_limit=TokenBucket(

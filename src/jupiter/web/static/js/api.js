@@ -1,14 +1,32 @@
 // fetch with a timeout, the service's error envelope turned into an ApiError, and a small
 // client-side circuit breaker so a failing endpoint is not hammered by the page either.
-// Requests carry the session cookie (same origin only) and, when they change something, the
-// session's CSRF token as X-CSRF-Token (session.js sets it after GET/POST /api/session).
+// Requests carry the session cookie and the session's CSRF token as X-CSRF-Token. The server
+// counts the cookie only with that token: browsers send cookies to every port of a host, but
+// this origin's localStorage (where the token is kept from sign-in) is Jupiter's own.
 
-const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
-let csrfToken = null;
+const CSRF_KEY = "jupiter.csrf";
 
-/** The CSRF token of the signed-in session (null when signed out). */
+function stored() {
+  try {
+    return localStorage.getItem(CSRF_KEY);
+  } catch {
+    return null; // storage disabled: the page works signed out
+  }
+}
+
+/** The CSRF token of this origin's session, or null. */
+export function csrfToken() {
+  return stored();
+}
+
+/** Keep (or, with null, forget) the session's CSRF token; session.js calls it. */
 export function setCsrfToken(value) {
-  csrfToken = value || null;
+  try {
+    if (value) localStorage.setItem(CSRF_KEY, value);
+    else localStorage.removeItem(CSRF_KEY);
+  } catch {
+    // storage disabled: nothing to keep
+  }
 }
 
 export class ApiError extends Error {
@@ -35,7 +53,8 @@ export async function requestJson(url, { method = "GET", headers = {}, body, tim
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const init = { method, headers: { Accept: "application/json", ...headers }, signal: controller.signal };
-  if (csrfToken && !SAFE_METHODS.has(method.toUpperCase())) init.headers["X-CSRF-Token"] = csrfToken;
+  const csrf = stored();
+  if (csrf) init.headers["X-CSRF-Token"] = csrf;
   if (body instanceof FormData) {
     init.body = body; // the browser sets the multipart Content-Type with its boundary
   } else if (body !== undefined) {

@@ -1,6 +1,7 @@
 // Who the page is signed in as. Signing in trades a token for an HttpOnly session cookie
 // (POST /api/session); the page never keeps the token, and never puts one in a URL. The
-// answer's csrf_token goes out as X-CSRF-Token on every request that changes something.
+// answer's csrf_token is kept in this origin's storage and goes out as X-CSRF-Token (and in
+// the socket's subprotocols): the server counts the cookie only together with it.
 import { requestJson, setCsrfToken } from "./api.js";
 
 export const ROLES = ["viewer", "analyst", "admin"];
@@ -49,7 +50,8 @@ export class JupiterSession extends EventTarget {
     const first = this.info === null;
     const before = this.info ? `${this.info.role}:${this.info.name}` : null;
     this.info = info || null;
-    setCsrfToken(this.info && this.info.csrf_token);
+    if (this.info && this.info.csrf_token) setCsrfToken(this.info.csrf_token); // just signed in
+    else if (!this.info || this.info.via !== "session") setCsrfToken(null); // signed out or ended
     const after = this.info ? `${this.info.role}:${this.info.name}` : null;
     // "changed": the identity changed after the page had one (sign in, sign out, an ended session).
     this.dispatchEvent(new CustomEvent("change", { detail: { info: this.info, changed: !first && before !== after } }));

@@ -4,7 +4,16 @@
 // that state is "denied" and the socket waits for restart() (after signing in) instead of
 // retrying a refusal over and over.
 
+import { csrfToken } from "./api.js";
+
 export const DENIED_CODES = Object.freeze([4401, 4403]);
+
+/** The subprotocols a handshake offers: the protocol, and the session's CSRF token (a page
+ * cannot set headers on a WebSocket handshake). */
+function protocols() {
+  const token = csrfToken();
+  return token ? ["jupiter.v1", `jupiter.csrf.${token}`] : ["jupiter.v1"];
+}
 
 export const BACKOFF = Object.freeze({ initialMs: 500, factor: 2, maxMs: 15000 });
 
@@ -41,7 +50,7 @@ export class JupiterSocket extends EventTarget {
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(this.url, protocols());
     } catch {
       this.scheduleReconnect();
       return;
