@@ -64,3 +64,53 @@ def test_llm_base_url_must_be_http(url):
     with pytest.raises(ValidationError, match="llm_base_url"):
         settings(llm_base_url=url)
     assert settings(llm_base_url="http://127.0.0.1:11434/v1").llm_base_url
+
+
+def test_access_control_defaults(monkeypatch):
+    for name in ("ANONYMOUS_ROLE", "ALLOWED_HOSTS", "TRUSTED_ORIGINS", "SESSION_MAX_AGE_SECONDS"):
+        monkeypatch.delenv(f"JUPITER_{name}", raising=False)
+    configured = settings()
+    assert configured.anonymous_role == "auto"
+    assert configured.allowed_hosts == []
+    assert configured.trusted_origins == []
+    assert configured.session_max_age_seconds == 8 * 3600
+
+
+def test_host_and_origin_lists_read_commas_or_json(monkeypatch):
+    monkeypatch.setenv("JUPITER_ALLOWED_HOSTS", "Jupiter.Example, [::1],10.0.0.5,.corp.example")
+    monkeypatch.setenv("JUPITER_TRUSTED_ORIGINS", '["https://Jupiter.Example:8443"]')
+    configured = settings()
+    assert configured.allowed_hosts == ["jupiter.example", "::1", "10.0.0.5", ".corp.example"]
+    assert configured.trusted_origins == ["https://jupiter.example:8443"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["https://jupiter.example", "jupiter.example:8000", "a/b", "white space", "-x.example"]
+)
+def test_an_allowed_host_is_a_name_only(bad):
+    with pytest.raises(ValidationError, match="not a host name"):
+        settings(allowed_hosts=[bad])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "null",
+        "*",
+        "https://*.example",
+        "jupiter.example",
+        "ftp://x",
+        "https://x/path",
+        "https://u@x",
+    ],
+)
+def test_a_trusted_origin_is_scheme_host_and_port_only(bad):
+    with pytest.raises(ValidationError, match="not an origin"):
+        settings(trusted_origins=[bad])
+
+
+@pytest.mark.parametrize("bad", ["guest", "admin", ""])
+def test_anonymous_callers_can_be_viewers_at_most(bad):
+    """Writes always need a credential: no setting makes anonymous callers analysts or admins."""
+    with pytest.raises(ValidationError):
+        settings(anonymous_role=bad)

@@ -347,3 +347,16 @@ def test_a_route_without_a_permission_cannot_be_built(tmp_path: Path) -> None:
 
     with pytest.raises(UndeclaredPermissionError, match=r"declares 2"):
         route_permissions(other.routes)
+
+
+def test_the_documented_table_is_the_enforced_one() -> None:
+    """docs/api.md's Permissions table lists exactly EXPECTED (HEAD rows aside)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("## Permissions", 1)[1].split("\n## ", 1)[0]
+    documented = {}
+    for line in section.splitlines():
+        parts = [part.strip() for part in line.strip().strip("|").split("|")]
+        if len(parts) == 2 and parts[0].startswith("`"):
+            method, path = parts[0].strip("`").split(" ", 1)
+            documented[(method, path)] = parts[1]
+    assert documented == {key: value for key, value in EXPECTED.items() if key[0] != "HEAD"}

@@ -108,3 +108,13 @@ def test_scrubber_leaves_ordinary_text_alone():
     assert (
         scrubber.scrub("breaker grok_chat: closed -> open") == "breaker grok_chat: closed -> open"
     )
+
+
+def test_scrubber_removes_named_jupiter_tokens(tmp_path):
+    """A named token (`jupiter token create`) is shaped jpt_...; it never reaches a log line."""
+    from jupiter.service.tokens import Role, create_token
+
+    token = create_token(tmp_path, "log-test", Role.VIEWER)
+    scrubbed = SecretScrubber([]).scrub(f"someone pasted {token} here")
+    assert token not in scrubbed
+    assert scrubbed == "someone pasted [REDACTED] here"

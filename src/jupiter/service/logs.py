@@ -40,7 +40,7 @@ MARKERS = ("💬", "🔍", "📊", "📡", "✅", "❌", "⚠️")
 
 _KEY_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\b(sk|xai|sk-proj)-[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\b(sk|xai|sk-proj)-[A-Za-z0-9_-]{8,}|\bjpt_[A-Za-z0-9_-]{16,}"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
 ]
 
