@@ -179,10 +179,24 @@ async def test_a_forged_or_tampered_cookie_is_refused(app_client) -> None:
         "garbage",
         "a.b.c",
     ):
+        client.cookies.clear()
         client.cookies.set("jupiter_session", forged)
         response = await client.get("/api/findings")
         assert response.status_code == 401, forged
         assert response.json()["error"]["type"] == "session_ended"
+
+
+async def test_a_tossed_cookie_does_not_hide_the_real_one(app_client) -> None:
+    """Another port of the host can set a cookie of the same name (cookie tossing): the real
+    session still counts, and the tossed value alone is refused."""
+    app, client, _ = app_client
+    await sign_in(client, admin_token(app))
+    real = client.cookies["jupiter_session"]
+    client.cookies.clear()
+    tossed = {"Cookie": f"jupiter_session=tossed.value; jupiter_session={real}"}
+    assert (await client.get("/api/findings", headers=tossed)).status_code == 200
+    alone = await client.get("/api/findings", headers={"Cookie": "jupiter_session=tossed.value"})
+    assert alone.json()["error"]["type"] == "session_ended"
 
 
 async def test_sign_out_deletes_the_cookie(app_client) -> None:

@@ -368,6 +368,9 @@ class CredentialStore:
         self._configured = configured_admin_token
         self._lock = threading.Lock()
         self._admin = _WatchedFile(self.data_dir / TOKEN_FILE, _admin_file)
+        self._configured_credential = (
+            _admin_credential(configured_admin_token) if configured_admin_token else None
+        )
         self._named = _WatchedFile(self.data_dir / TOKENS_FILE, _named_tokens)
         self._key = _WatchedFile(self.data_dir / SESSION_KEY_FILE, _session_key_file)
         if configured_admin_token is None:
@@ -390,11 +393,17 @@ class CredentialStore:
         if self._configured is not None:
             return self._configured
         with self._lock:
-            token = self._admin.get()
-        return token if token is not None else load_or_create_token(self.data_dir)
+            current = self._admin.get()
+        return current[0] if current is not None else load_or_create_token(self.data_dir)
 
     def _admin_credential(self) -> Credential:
-        return Credential(ADMIN_NAME, Role.ADMIN, token_digest(self.admin_token()))
+        if self._configured_credential is not None:
+            return self._configured_credential
+        with self._lock:
+            current = self._admin.get()
+        if current is None:  # deleted: a new token is made, as at first start
+            return _admin_credential(load_or_create_token(self.data_dir))
+        return current[1]
 
     def authenticate(self, token: str) -> Credential | None:
         """The credential ``token`` is, or None. Constant time in the token's content: the
@@ -437,10 +446,16 @@ class CredentialStore:
         return key
 
 
-def _admin_file(raw: bytes | None) -> str | None:
+def _admin_credential(token: str) -> Credential:
+    return Credential(ADMIN_NAME, Role.ADMIN, token_digest(token))
+
+
+def _admin_file(raw: bytes | None) -> tuple[str, Credential] | None:
+    """The token and its credential, hashed once per change of the file (not per check)."""
     if raw is None:
         return None
-    return raw.decode("utf-8", "replace").strip() or None
+    token = raw.decode("utf-8", "replace").strip()
+    return (token, _admin_credential(token)) if token else None
 
 
 def _session_key_file(raw: bytes | None) -> bytes | None:

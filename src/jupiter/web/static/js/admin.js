@@ -8,7 +8,7 @@ import { requestJson, ClientBreaker, ApiError } from "./api.js";
 import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
 import { SCAN_FORMATS, uploadScan, scanErrorBox, importSummary } from "./scans.js";
-import { JupiterSession } from "./session.js";
+import { JupiterSession, signInErrorText } from "./session.js";
 
 const session = new JupiterSession();
 const POLL_MS = 10000;
@@ -69,10 +69,7 @@ $("#signin-form").addEventListener("submit", async (event) => {
     showConsole();
   } catch (error) {
     signinError.hidden = false;
-    signinError.textContent =
-      error instanceof ApiError && error.status === 401
-        ? "That token is not valid. Check the token printed by `jupiter serve`."
-        : `Could not sign in: ${error.message}`;
+    signinError.textContent = signInErrorText(error);
     input.focus();
     input.select();
   } finally {

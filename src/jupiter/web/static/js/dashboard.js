@@ -6,10 +6,10 @@ import {
 } from "./dom.js";
 import { JupiterSocket } from "./socket.js";
 import { toast } from "./toast.js";
-import { requestJson, ClientBreaker, ApiError } from "./api.js";
+import { requestJson, ClientBreaker } from "./api.js";
 import { normaliseTimeseries, renderChart } from "./chart.js";
 import { initFindings } from "./findings.js";
-import { JupiterSession, describe } from "./session.js";
+import { JupiterSession, describe, signInErrorText } from "./session.js";
 
 const socket = new JupiterSocket();
 const session = new JupiterSession();
@@ -697,10 +697,7 @@ signinForm.addEventListener("submit", async (event) => {
     toast(`You can now do what the ${info.role} role allows.`, "success", { title: `Signed in as ${info.name}` });
   } catch (error) {
     signinError.hidden = false;
-    signinError.textContent =
-      error instanceof ApiError && error.status === 401
-        ? "That token is not valid (it may have been rotated or revoked)."
-        : `Could not sign in: ${error.message}`;
+    signinError.textContent = signInErrorText(error);
     signinToken.select();
   } finally {
     submit.disabled = false;

@@ -2,7 +2,7 @@
 // (POST /api/session); the page never keeps the token, and never puts one in a URL. The
 // answer's csrf_token is kept in this origin's storage and goes out as X-CSRF-Token (and in
 // the socket's subprotocols): the server counts the cookie only together with it.
-import { requestJson, setCsrfToken } from "./api.js";
+import { requestJson, setCsrfToken, ApiError } from "./api.js";
 
 export const ROLES = ["viewer", "analyst", "admin"];
 
@@ -70,4 +70,11 @@ export function describe(info) {
   if (info.authenticated) return `Signed in: ${info.name} (${info.role})`;
   if (info.role) return `Not signed in (${info.role} access)`;
   return "Not signed in";
+}
+
+/** What a sign-in form says when POST /api/session refused (or could not be reached). */
+export function signInErrorText(error) {
+  return error instanceof ApiError && error.status === 401
+    ? "That token is not valid (it may have been rotated or revoked). `jupiter token` shows the admin token."
+    : `Could not sign in: ${error.message}`;
 }
