@@ -18,7 +18,6 @@ import binascii
 import hmac
 import ipaddress
 import json
-import logging
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -68,8 +67,6 @@ __all__ = [
     "route_permissions",
     "socket_subprotocol",
 ]
-
-log = logging.getLogger("jupiter.auth")
 
 SESSION_COOKIE = "jupiter_session"
 CSRF_HEADER = "x-csrf-token"
@@ -124,7 +121,6 @@ class AccessPolicy:
     trusted_origins: frozenset[tuple[str, str, int]]
     session_max_age: int
     chat_role: Role
-    loopback_only: bool
 
     @classmethod
     def from_settings(cls, settings: Any, *, chat_role: Role | None = None) -> AccessPolicy:
@@ -135,7 +131,7 @@ class AccessPolicy:
         else:
             anonymous = Role.VIEWER if configured == "viewer" else None
         hosts: frozenset[str] | None
-        listed = [h for h in settings.allowed_hosts]
+        listed = list(settings.allowed_hosts)
         if "*" in listed:
             hosts = None
         elif listed:
@@ -154,7 +150,6 @@ class AccessPolicy:
             ),
             session_max_age=int(settings.session_max_age_seconds),
             chat_role=chat_role if chat_role is not None else chat_role_needed(settings),
-            loopback_only=loopback,
         )
 
     def host_allowed(self, hostname: str) -> bool:
