@@ -741,7 +741,8 @@ class JupiterDashboard:
             entry: dict[str, Any] = {
                 "enabled": enabled,
                 "circuit_breaker": breaker.state.value,
-                "failures": breaker.consecutive_failures,
+                # While open: the failures that opened it (the seed's breaker never read 0 then).
+                "failures": breaker.failures,
                 "alias": spec.alias,
                 "label": spec.label,
             }

@@ -167,10 +167,14 @@ class FeatureAction(BaseModel):
 
 
 class BreakerAction(BaseModel):
+    """The seed's ``{"success": true, "message": "Circuit breaker reset for chat"}`` plus the
+    breaker's names and new state."""
+
+    success: bool = Field(description="Always true: failures are error responses.")
+    message: str = Field(description='e.g. "Circuit breaker reset for chat".')
     name: str
     alias: str
     circuit_breaker: BreakerState
-    message: str
 
 
 class Liveness(BaseModel):
