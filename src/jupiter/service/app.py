@@ -27,6 +27,7 @@ from .dashboard import Factory, JupiterDashboard
 from .errors import install_error_handlers
 from .metrics import build_registry
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 from .routers import admin, chat, health, metrics, monitoring, pulse, status, threats, websocket
 from .tokens import admin_token_for
 
@@ -120,6 +121,7 @@ def create_app(
     app.state.dashboard = None
     app.state.admin_token = admin_token_for(settings)
     install_error_handlers(app)
+    install_openapi(app)
     for module in CORE_ROUTERS:
         app.include_router(module.router)
     for router in _optional_routers():

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from jupiter.resilience import build_error_response
 
@@ -94,7 +95,8 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        allowed = headers.get("Allow") or headers.get("allow") or "POST"
+        allowed = _allowed_methods(request) or headers.get("Allow") or "POST"
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"} | {"Allow": allowed}
         return message_error(
             405,
             f"Method {request.method} is not allowed here; use {allowed}.",
@@ -111,6 +113,20 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     ):
         overrides["message"] = f"There is no {request.url.path} here."
     return error_json(exc.status_code, exc, headers=headers or None, **overrides)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's ``Allow`` names only the first
+    route whose path matched, so ``DELETE /api/scans/{id}`` went missing beside its ``GET``."""
+    allowed = []
+    for method in _METHODS:
+        scope = {"type": "http", "path": request.url.path, "root_path": "", "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(sorted(allowed))
 
 
 async def _unknown_component_handler(request: Request, exc: Exception) -> JSONResponse:
