@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # A peer that takes none of what we write for this long is disconnected (HTTP and sockets):
     # its unread data would otherwise sit in our buffers as long as it keeps the TCP open.
     write_stall_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The kernel's send buffer per connection (SO_SNDBUF). Left to itself Linux grows it to
+    # 4 MB for a peer that does not read; this caps what one connection can park there.
+    socket_send_buffer_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=16 * 1024 * 1024)
     # Requests in progress at once (over: 503), and from one client address (over: 429).
     max_concurrent_requests: int = Field(default=256, ge=1, le=100_000)
     max_concurrent_requests_per_client: int = Field(default=64, ge=1, le=100_000)

@@ -153,3 +153,22 @@ async def test_a_socket_peer_that_never_reads_is_dropped_and_others_carry_on(ser
             assert message["data"]["health"]
     finally:
         slow.close()
+
+
+def test_a_chunked_body_over_the_limit_is_413_over_the_wire(server):
+    """No Content-Length to check up front: the body is counted as it arrives and refused
+    when it passes 64 KiB, and the connection is closed rather than read to the end."""
+    chunk = b" " * 8192
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(9)) + b"0\r\n\r\n"
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body
+        )
+        status, headers, payload = split(read_all(sock))
+    assert status == 413
+    assert headers["connection"] == "close"
+    error = json.loads(payload)["error"]
+    assert error["type"] == "input_limit_exceeded"
+    assert error["limit"] == "max_bytes"

@@ -13,7 +13,11 @@ not do are added by small subclasses of its protocols:
 * **A write-stall deadline.** A peer that reads nothing keeps our unsent data in the transport's
   buffer; uvicorn then waits for it for ever (a closing transport waits to flush, so not even
   its ping timeout frees it). Both protocols abort the connection when the transport has been
-  paused for writing (its buffer over the high-water mark) for ``write_stall_timeout_seconds``.
+  paused for writing (its buffer over the high-water mark) for ``write_stall_timeout_seconds``
+  without the peer taking anything.
+* **A fixed kernel send buffer.** Linux grows a connection's send buffer up to 4 MB for a peer
+  that does not read; ``socket_send_buffer_bytes`` fixes it (SO_SNDBUF), so what one connection
+  can park in the kernel is bounded too, and backpressure reaches the app sooner.
 
 The h11 implementation is chosen explicitly (not httptools) because its limit on the size of an
 incomplete request head, ``h11_max_incomplete_event_size``, is what bounds header bytes; the
@@ -23,8 +27,10 @@ request middleware bounds the header count (:mod:`jupiter.service.budgets`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 from typing import Any
 
 import h11
@@ -65,9 +71,10 @@ def _error_bytes(status: int, reason: str, error_type: str, message: str, sugges
     return head.encode("latin-1") + body
 
 
-class _WriteStallGuard:
+class _WriteStallGuard(asyncio.Protocol):
     """Aborts the connection once writing has been paused for ``stall_timeout`` seconds without
-    the peer taking anything (a slow reader that makes progress is left alone)."""
+    the peer taking anything (a slow reader that makes progress is left alone). Mixed in before
+    a uvicorn protocol, whose flow control it extends."""
 
     stall_timeout: float = 30.0
     loop: asyncio.AbstractEventLoop
@@ -102,6 +109,18 @@ class _WriteStallGuard:
         # abort(), not close(): close() would wait to flush to a peer that does not read.
         self.transport.abort()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._arm_stall()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_stall()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_stall()
+        super().connection_lost(exc)
+
 
 class BudgetedH11Protocol(_WriteStallGuard, H11Protocol):
     """uvicorn's h11 protocol plus a deadline for the request head and the write-stall guard.
@@ -112,6 +131,8 @@ class BudgetedH11Protocol(_WriteStallGuard, H11Protocol):
 
     header_timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
+    #: SO_SNDBUF for every connection (kept by the socket after an upgrade); 0: the kernel's.
+    send_buffer_bytes: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -150,6 +171,11 @@ class BudgetedH11Protocol(_WriteStallGuard, H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self.send_buffer_bytes:
+            # A fixed size also turns off the kernel's growing of it (to 4 MB on Linux).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         self._arm_head()
 
     def data_received(self, data: bytes) -> None:
@@ -191,18 +217,7 @@ class BudgetedH11Protocol(_WriteStallGuard, H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head()
-        self._disarm_stall()
         super().connection_lost(exc)
-
-    # -- the write-stall guard ---------------------------------------------------------------
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._arm_stall()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._disarm_stall()
 
 
 class BudgetedWebSocketProtocol(_WriteStallGuard, WebSocketsSansIOProtocol):
@@ -213,18 +228,6 @@ class BudgetedWebSocketProtocol(_WriteStallGuard, WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._stall_timer = None
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._arm_stall()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._disarm_stall()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_stall()
-        super().connection_lost(exc)
-
 
 def uvicorn_options(settings: Any) -> dict[str, Any]:
     """``uvicorn.Config`` keywords for ``settings``' server budgets (see docs/security.md)."""
@@ -234,6 +237,7 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         {
             "header_timeout": float(settings.http_header_timeout_seconds),
             "max_header_bytes": int(settings.http_max_header_bytes),
+            "send_buffer_bytes": int(settings.socket_send_buffer_bytes),
             "stall_timeout": float(settings.write_stall_timeout_seconds),
         },
     )
