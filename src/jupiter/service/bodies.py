@@ -25,15 +25,15 @@ Requests without a body (most GETs) pass through after a glance at two headers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from jupiter.limits import InputLimitError, InvalidJsonError, JsonLimits, parse_json
 from jupiter.resilience import Clock, with_timeout
 from jupiter.resilience._clock import SYSTEM_CLOCK
 
-from .budgets import UNTIMED_ROUTES
+from .budgets import UNTIMED_ROUTES, StartTracker
 from .errors import message_error
+from .middleware import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "STREAMING_ROUTES",
@@ -42,12 +42,6 @@ __all__ = [
     "JsonBodyMiddleware",
     "json_body_limits",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("jupiter.http")
 
@@ -225,7 +219,7 @@ class JsonBodyMiddleware:
         """The route reads the body itself; every read is held to the body's time budget."""
         deadline = self._deadline()
         received = 0
-        started = False
+        tracked = StartTracker(send)
 
         async def timed_receive() -> Message:
             nonlocal received
@@ -233,17 +227,11 @@ class JsonBodyMiddleware:
             received += len(message.get("body", b""))
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, timed_receive, tracking_send)
+            await self.app(scope, timed_receive, tracked)
         except BodyTimeoutError as exc:
             log.warning("⚠️ %s", exc.message)
-            if not started:
+            if not tracked.started:
                 await self._too_slow(exc, scope, receive, send)
 
     async def _json(

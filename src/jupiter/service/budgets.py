@@ -22,26 +22,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from jupiter.resilience import Clock, with_timeout
 from jupiter.resilience._clock import SYSTEM_CLOCK
 
 from .errors import message_error
+from .middleware import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "UNTIMED_ROUTES",
     "ConcurrencyLimiter",
     "RequestBudgetMiddleware",
+    "StartTracker",
     "client_address",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("jupiter.http")
 
@@ -107,6 +102,20 @@ class ConcurrencyLimiter:
                 del self._by_client[client]  # the map only holds clients with work in progress
             else:
                 self._by_client[client] = held - 1
+
+
+class StartTracker:
+    """Wraps an ASGI ``send``; :attr:`started` says whether the response has begun (after
+    which an error can no longer be answered with a response of its own)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 class _AppTimeoutError(Exception):
@@ -223,17 +232,11 @@ class RequestBudgetMiddleware:
         await response(scope, receive, send)
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        tracked = StartTracker(send)
 
         async def call() -> None:
             try:
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, tracked)
             except TimeoutError as exc:  # the app's own, not our deadline
                 raise _AppTimeoutError(exc) from exc
 
@@ -246,7 +249,7 @@ class RequestBudgetMiddleware:
             log.warning(
                 "⚠️ %s %s stopped after %gs", scope.get("method"), path, self.timeout_seconds
             )
-            if started:
+            if tracked.started:
                 return  # part of the answer is out; the server closes the connection
             response = message_error(
                 504,
