@@ -23,7 +23,13 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from .ratelimit import TokenBucket
 
-__all__ = ["CLOSE_POLICY_VIOLATION", "Connection", "SendBudget", "WebSocketHub"]
+__all__ = [
+    "CLOSE_POLICY_VIOLATION",
+    "Connection",
+    "SendBudget",
+    "SocketStats",
+    "WebSocketHub",
+]
 
 log = logging.getLogger("jupiter.ws")
 
@@ -40,6 +46,20 @@ class SendBudget:
 
     messages: int = 256
     bytes: int = 1024 * 1024
+
+
+@dataclass(slots=True)
+class SocketStats:
+    """What the socket budgets did, for metrics (counted on the loop, read from anywhere)."""
+
+    #: Broadcasts dropped from the queue of a socket whose reader fell behind.
+    dropped_broadcasts: int = 0
+    #: Sockets closed with 1008 because a direct reply did not fit in their queue.
+    slow_closes: int = 0
+    #: Incoming frames dropped by the flood guard.
+    dropped_frames: int = 0
+    #: Sockets closed with 1008 for a sustained flood.
+    flood_closes: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +88,7 @@ class Connection:
         history_size: int = 10,
         budget: SendBudget = SendBudget(),
         max_pending: int | None = None,
+        stats: SocketStats | None = None,
     ) -> None:
         self.id = f"ws-{next(_ids)}"
         self.websocket = websocket
@@ -86,6 +107,8 @@ class Connection:
         self.close_request: tuple[int, str] | None = None
         #: Broadcasts dropped because this socket's reader fell behind.
         self.dropped_broadcasts = 0
+        #: Shared with the hub (for metrics); a connection of its own in tests.
+        self.stats = stats if stats is not None else SocketStats()
         self.closed = False
 
     @property
@@ -129,6 +152,7 @@ class Connection:
                     messages,
                     waiting,
                 )
+                self.stats.slow_closes += 1
                 self.request_close(
                     CLOSE_POLICY_VIOLATION,
                     f"too slow: {waiting + size} bytes waiting to be read "
@@ -157,6 +181,7 @@ class Connection:
                 count -= 1
                 self._queued_bytes -= len(item.text)
                 self.dropped_broadcasts += 1
+                self.stats.dropped_broadcasts += 1
             else:
                 kept.append(item)
         self._queue = kept
@@ -229,6 +254,7 @@ class WebSocketHub:
     """All connections of one app; broadcasts from any thread."""
 
     def __init__(self) -> None:
+        self.stats = SocketStats()
         self._connections: dict[str, Connection] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

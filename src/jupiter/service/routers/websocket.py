@@ -166,6 +166,7 @@ def _new_connection(websocket: WebSocket, dashboard: JupiterDashboard) -> Connec
             messages=settings.ws_send_queue_messages, bytes=settings.ws_send_queue_bytes
         ),
         max_pending=settings.ws_max_pending_requests,
+        stats=dashboard.hub.stats,
     )
 
 
@@ -199,7 +200,9 @@ async def _rate_limited(
     """A dropped frame: the first of each interval is answered; a sustained flood closes."""
     settings = dashboard.settings
     rate = settings.ws_frames_per_second
+    conn.stats.dropped_frames += 1
     if verdict.close:
+        conn.stats.flood_closes += 1
         log.warning("⚠️ socket %s flooded: %d frames dropped; closing", conn.id, flood.dropped)
         conn.request_close(
             CLOSE_POLICY_VIOLATION,
