@@ -203,3 +203,32 @@ async def test_sockets_over_the_per_client_limit_are_closed_with_1013_and_a_reas
         finally:
             for ws in first:
                 await ws.close()
+
+
+def test_every_budget_setting_is_documented_with_its_default():
+    """Each field of settings.py's budgets block appears in docs/security.md#budgets, so a new
+    budget cannot be added without saying what it is."""
+    import re
+    from pathlib import Path
+
+    from jupiter.settings import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "src" / "jupiter" / "settings.py").read_text(encoding="utf-8")
+    block = source.split("# --- budgets", 1)[1].split("\n    # --- ", 1)[0]
+    fields = re.findall(r"^    (\w+): ", block, re.MULTILINE)
+    assert len(fields) >= 30
+    docs = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    budgets = docs.split("## Budgets", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in fields if f"`{name}`" not in budgets]
+    assert not missing, f"not in docs/security.md#budgets: {missing}"
+    assert all(name in Settings.model_fields for name in fields)
+
+
+def test_a_frame_limit_under_the_message_limit_is_refused(tmp_path):
+    from pydantic import ValidationError
+
+    from support.jupiter_app import fast_settings
+
+    with pytest.raises(ValidationError, match="ws_max_frame_bytes"):
+        fast_settings(tmp_path, ws_max_message_bytes=64 * 1024, ws_max_frame_bytes=32 * 1024)
