@@ -172,3 +172,34 @@ def test_a_chunked_body_over_the_limit_is_413_over_the_wire(server):
     error = json.loads(payload)["error"]
     assert error["type"] == "input_limit_exceeded"
     assert error["limit"] == "max_bytes"
+
+
+def test_the_server_options_come_from_the_settings(settings_factory):
+    """What `jupiter serve` (and ServerThread) hand to uvicorn is the settings' budgets."""
+    from jupiter.service.serving import (
+        BudgetedH11Protocol,
+        BudgetedWebSocketProtocol,
+        uvicorn_options,
+    )
+
+    settings = settings_factory(
+        ws_max_frame_bytes=2 * 1024 * 1024,
+        http_max_header_bytes=8192,
+        http_header_timeout_seconds=7,
+        http_keep_alive_seconds=9,
+        write_stall_timeout_seconds=11,
+        ws_ping_interval_seconds=12,
+        ws_ping_timeout_seconds=13,
+        socket_send_buffer_bytes=64 * 1024,
+    )
+    options = uvicorn_options(settings)
+    assert options["ws_max_size"] == 2 * 1024 * 1024
+    assert options["h11_max_incomplete_event_size"] == 8192
+    assert options["timeout_keep_alive"] == 9
+    assert (options["ws_ping_interval"], options["ws_ping_timeout"]) == (12, 13)
+    http, ws = options["http"], options["ws"]
+    assert issubclass(http, BudgetedH11Protocol)
+    assert (http.header_timeout, http.max_header_bytes, http.stall_timeout) == (7, 8192, 11)
+    assert http.send_buffer_bytes == 64 * 1024
+    assert issubclass(ws, BudgetedWebSocketProtocol)
+    assert ws.stall_timeout == 11
