@@ -28,16 +28,17 @@ __all__ = [
     "ws_max_frame_bytes",
 ]
 
-#: The largest WebSocket frame uvicorn accepts; above it the server closes the socket with code
-#: 1009 (message too big) before the app sees the frame. The app's own limit
-#: (``JUPITER_WS_MAX_MESSAGE_BYTES``, 16 KiB by default, at most 1 MiB) is kept well below it,
-#: so a message that is merely too long gets an ``error`` event and the socket stays open.
+#: The default largest WebSocket frame uvicorn accepts (``JUPITER_WS_MAX_FRAME_BYTES``); above
+#: it the server closes the socket with code 1009 (message too big) before the app sees the
+#: frame. The app's own limit (``JUPITER_WS_MAX_MESSAGE_BYTES``, 16 KiB by default, at most
+#: 1 MiB) is kept well below it, so a message that is merely too long gets an ``error`` event
+#: and the socket stays open.
 WS_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 def ws_max_frame_bytes(settings: Any) -> int:
-    """uvicorn's ``ws_max_size``: :data:`WS_MAX_FRAME_BYTES`, and at least 4x the app's limit."""
-    return max(WS_MAX_FRAME_BYTES, 4 * int(settings.ws_max_message_bytes))
+    """uvicorn's ``ws_max_size``: the ``ws_max_frame_bytes`` setting."""
+    return int(settings.ws_max_frame_bytes)
 
 
 class SettingsProblem(Exception):
@@ -151,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from jupiter.service.app import create_app
     from jupiter.service.logs import configure_logging
+    from jupiter.service.serving import uvicorn_options
     from jupiter.service.tokens import admin_token_for
 
     settings = load_settings(host=args.host, port=args.port)
@@ -185,14 +187,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     app = create_app(settings)
+    # The server's budgets (header size and time, keep-alive, frame size, pings, write stalls):
+    # see jupiter.service.serving and docs/security.md#budgets.
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=port,
         log_config=None,  # our handler (request IDs, JSON, secret scrubbing) is already installed
         access_log=False,  # the request middleware logs each request with its ID
-        ws_max_size=ws_max_frame_bytes(settings),
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -63,6 +63,77 @@ class Settings(BaseSettings):
     # /readyz reports the background writer not ready once its writes have failed this long.
     storage_stuck_after_seconds: float = Field(default=30.0, ge=0, le=86_400)
 
+    # --- budgets: bodies, time, sockets (every one is listed in docs/security.md#budgets) ---
+    # JSON request bodies (every route but the scan upload, which has scan_max_upload_bytes):
+    # at most this many bytes, read and counted before the route sees any of it...
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # ...then parsed within these limits (jupiter.limits.JsonLimits) before the route parses it.
+    http_json_max_depth: int = Field(default=32, ge=2, le=1000)
+    http_json_max_values: int = Field(default=10_000, ge=16, le=1_000_000)
+    http_json_max_string_chars: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    http_json_max_number_chars: int = Field(default=100, ge=24, le=4000)
+    # A request body (JSON or upload) must keep arriving: after a grace period, at least this
+    # many bytes per second on average, and all of it within the total; else 408. So one client
+    # cannot hold a request slot for ever by trickling a body.
+    http_body_grace_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_body_min_bytes_per_second: int = Field(default=16 * 1024, ge=1, le=1024 * 1024 * 1024)
+    http_body_max_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    # Time for an API route to answer (not the scan upload, not the socket); past it the
+    # handler is cancelled and the client gets 504. Chat's own LLM timeout is llm_timeout_seconds.
+    http_request_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # The request head: its total size (the server refuses more with 400) and header count (431).
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_max_headers: int = Field(default=100, ge=16, le=10_000)
+    # A request head must arrive whole within this time from its first byte, or from the
+    # connection's start (slowloris); an idle keep-alive connection is closed after the other.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # A peer that takes none of what we write for this long is disconnected (HTTP and sockets):
+    # its unread data would otherwise sit in our buffers as long as it keeps the TCP open.
+    write_stall_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The kernel's send buffer per connection (SO_SNDBUF). Left to itself Linux grows it to
+    # 4 MB for a peer that does not read; this caps what one connection can park there.
+    socket_send_buffer_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=16 * 1024 * 1024)
+    # Requests in progress at once (over: 503), and from one client address (over: 429).
+    max_concurrent_requests: int = Field(default=256, ge=1, le=100_000)
+    max_concurrent_requests_per_client: int = Field(default=64, ge=1, le=100_000)
+    # Open sockets at once, and from one client address (over: accepted, then closed with 1013).
+    max_websockets: int = Field(default=512, ge=1, le=100_000)
+    max_websockets_per_client: int = Field(default=32, ge=1, le=100_000)
+    # The server refuses a WebSocket frame over this (close 1009) before buffering it; it must
+    # be at least ws_max_message_bytes, so a merely long message gets an ``error`` event instead.
+    ws_max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Socket messages are parsed within these (and ws_max_message_bytes).
+    ws_json_max_depth: int = Field(default=16, ge=4, le=1000)
+    ws_json_max_values: int = Field(default=2000, ge=16, le=1_000_000)
+    # Every frame (not only chat) takes a token: a burst, refilled per second. Over it, frames
+    # are dropped and one ``rate_limited`` error per interval says so; this many dropped frames
+    # within the window close the socket with 1008.
+    ws_frame_burst: int = Field(default=60, ge=1, le=100_000)
+    ws_frames_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    ws_flood_notice_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    ws_flood_close_drops: int = Field(default=600, ge=1, le=10_000_000)
+    ws_flood_close_window_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Requests (chat, threats, pulse) one socket may have in progress at once.
+    ws_max_pending_requests: int = Field(default=8, ge=1, le=1000)
+    # Each socket's outgoing queue, in messages and bytes. Broadcasts drop the oldest queued
+    # broadcast; a direct reply that does not fit closes the socket with 1008 ("too slow").
+    ws_send_queue_messages: int = Field(default=256, ge=8, le=100_000)
+    ws_send_queue_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # Keep-alive pings; a socket that does not answer one in time is closed by the server.
+    ws_ping_interval_seconds: float = Field(default=20.0, gt=0, le=3600)
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _frame_limit_covers_the_message_limit(self) -> Settings:
+        """A frame limit under the message limit would close sockets for ordinary messages."""
+        if self.ws_max_frame_bytes < self.ws_max_message_bytes:
+            raise ValueError(
+                f"ws_max_frame_bytes ({self.ws_max_frame_bytes}) must be >= "
+                f"ws_max_message_bytes ({self.ws_max_message_bytes})"
+            )
+        return self
+
     # --- LLM chat ---
     llm_provider: Literal["auto", "grok", "openai", "ollama", "offline"] = "auto"
     llm_model: str | None = None

@@ -66,6 +66,13 @@ class ServerThread:
         self.port: int = self._sock.getsockname()[1]
         config.setdefault("log_level", "warning")
         config.setdefault("lifespan", "on")
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None:
+            # The same server budgets as `jupiter serve` (frame size, header limits, timeouts).
+            from jupiter.service.serving import uvicorn_options
+
+            for key, value in uvicorn_options(settings).items():
+                config.setdefault(key, value)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, **config)
         )

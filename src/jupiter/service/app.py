@@ -23,6 +23,8 @@ from jupiter.resilience._clock import SYSTEM_CLOCK
 from jupiter.settings import Settings
 from jupiter.storage import Database
 
+from .bodies import JsonBodyMiddleware
+from .budgets import RequestBudgetMiddleware
 from .dashboard import Factory, JupiterDashboard
 from .errors import install_error_handlers
 from .metrics import build_registry
@@ -126,5 +128,8 @@ def create_app(
         app.include_router(module.router)
     for router in _optional_routers():
         app.include_router(router)
+    # Outermost last: the request ID and headers wrap the budgets, which wrap the body checks.
+    app.add_middleware(JsonBodyMiddleware, settings=settings, clock=clock)
+    app.add_middleware(RequestBudgetMiddleware, settings=settings, clock=clock)
     app.add_middleware(RequestContextMiddleware)
     return app

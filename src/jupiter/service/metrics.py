@@ -88,6 +88,26 @@ class DashboardCollector(Collector):
         yield GaugeMetricFamily(
             "jupiter_websocket_connections", "Open sockets", value=dashboard.hub.count
         )
+        sockets = dashboard.hub.stats
+        for name, help_text, value in (
+            (
+                "dropped_broadcasts",
+                "Broadcasts dropped for slow readers",
+                sockets.dropped_broadcasts,
+            ),
+            (
+                "slow_closes",
+                "Sockets closed 1008 for not reading their replies",
+                sockets.slow_closes,
+            ),
+            (
+                "dropped_frames",
+                "Incoming frames dropped by the flood guard",
+                sockets.dropped_frames,
+            ),
+            ("flood_closes", "Sockets closed 1008 for a sustained flood", sockets.flood_closes),
+        ):
+            yield CounterMetricFamily(f"jupiter_websocket_{name}", help_text, value=value)
         writer = dashboard.writer.stats
         yield GaugeMetricFamily(
             "jupiter_storage_pending_rows", "Rows waiting for the database", value=writer.pending

@@ -3,23 +3,32 @@
 Each incoming message gets its own request ID (on every log line it causes). Chat, threats and
 pulse run as tasks of the connection, so a slow upstream never stops the socket from reading:
 a ``request_status`` is answered while a chat is still thinking.
+
+Budgets (docs/security.md#budgets): every frame first passes the connection's
+:class:`~jupiter.service.ratelimit.FloodGuard` (dropped frames are not even parsed; a sustained
+flood closes with 1008), then is parsed within :func:`~jupiter.service.protocol.frame_limits`;
+at most ``ws_max_pending_requests`` handlers run at once; the send queue is bounded in bytes
+(:class:`~jupiter.service.hub.Connection`). The frame size itself is the server's
+(``ws_max_size``, close 1009).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from jupiter.limits import JsonLimits
 from jupiter.resilience import build_error_response
 from jupiter.text import clean_text
 
 from ..dashboard import JupiterDashboard
-from ..hub import Connection
+from ..hub import CLOSE_POLICY_VIOLATION, Connection, SendBudget
 from ..logs import new_request_id, request_id_var
-from ..protocol import ProtocolError, error_event_data, parse_client_message
-from ..ratelimit import TokenBucket
+from ..protocol import ProtocolError, error_event_data, frame_limits, parse_client_message
+from ..ratelimit import FloodGuard, FrameVerdict, TokenBucket
 
 router = APIRouter()
 log = logging.getLogger("jupiter.ws")
@@ -145,58 +154,151 @@ async def _guarded(coro: Any, conn: Connection, dashboard: JupiterDashboard, wha
         await conn.send("error", body)
 
 
-@router.websocket("/ws")
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    dashboard: JupiterDashboard = websocket.app.state.dashboard
+def _new_connection(websocket: WebSocket, dashboard: JupiterDashboard) -> Connection:
+    """A connection with this socket's budgets: chat bucket, send queue, pending requests."""
     settings = dashboard.settings
-    await websocket.accept()
-    conn = Connection(
+    return Connection(
         websocket,
         rate_limit=TokenBucket(
             settings.ws_chat_burst, settings.ws_chat_refill_per_second, clock=dashboard.clock
         ),
+        budget=SendBudget(
+            messages=settings.ws_send_queue_messages, bytes=settings.ws_send_queue_bytes
+        ),
+        max_pending=settings.ws_max_pending_requests,
+        stats=dashboard.hub.stats,
     )
+
+
+def _flood_guard(dashboard: JupiterDashboard) -> FloodGuard:
+    settings = dashboard.settings
+    return FloodGuard(
+        burst=settings.ws_frame_burst,
+        per_second=settings.ws_frames_per_second,
+        notice_interval=settings.ws_flood_notice_interval_seconds,
+        close_after_drops=settings.ws_flood_close_drops,
+        close_window=settings.ws_flood_close_window_seconds,
+        clock=dashboard.clock,
+    )
+
+
+async def _accept(websocket: WebSocket, dashboard: JupiterDashboard) -> Connection:
+    """The accept step: the socket is accepted, registered with the hub and told the status.
+    (Checks that decide whether to accept at all belong before ``websocket.accept()``.)"""
+    await websocket.accept()
+    conn = _new_connection(websocket, dashboard)
     conn.start()
     dashboard.hub.add(conn)
     log.info("📡 socket %s connected (%d open)", conn.id, dashboard.hub.count)
     await conn.send("status_update", dashboard.status_payload())
+    return conn
+
+
+async def _rate_limited(
+    conn: Connection, dashboard: JupiterDashboard, flood: FloodGuard, verdict: FrameVerdict
+) -> None:
+    """A dropped frame: the first of each interval is answered; a sustained flood closes."""
+    settings = dashboard.settings
+    rate = settings.ws_frames_per_second
+    conn.stats.dropped_frames += 1
+    if verdict.close:
+        conn.stats.flood_closes += 1
+        log.warning("⚠️ socket %s flooded: %d frames dropped; closing", conn.id, flood.dropped)
+        conn.request_close(
+            CLOSE_POLICY_VIOLATION,
+            f"too many messages: {flood.dropped} dropped (limit {rate:g} per second)",
+        )
+        return
+    if verdict.notify:
+        seconds = max(1, math.ceil(verdict.retry_after))
+        log.warning("⚠️ socket %s is over its frame budget (%d dropped)", conn.id, flood.dropped)
+        await conn.send(
+            "error",
+            error_event_data(
+                "rate_limited",
+                f"too many messages on this connection: messages are being dropped "
+                f"({flood.dropped} so far)",
+                f"Send at most {rate:g} messages per second (bursts of "
+                f"{settings.ws_frame_burst}); a sustained flood closes the socket.",
+                clock=dashboard.clock,
+                retry_after=seconds,
+                dropped=flood.dropped,
+                limit="ws_frames_per_second",
+                maximum=rate,
+            ),
+        )
+
+
+async def _dispatch(
+    raw: str | bytes | None, conn: Connection, dashboard: JupiterDashboard, limits: JsonLimits
+) -> None:
+    """Parse one admitted frame and act on it; bad input gets an ``error`` event."""
+    settings = dashboard.settings
     try:
-        while True:
+        event, data = parse_client_message(raw, settings.ws_max_message_bytes, limits)
+    except ProtocolError as exc:
+        log.warning("⚠️ socket %s sent a bad message: %s", conn.id, exc.code)
+        await conn.send(
+            "error",
+            error_event_data(
+                exc.code, exc.message, exc.suggestion, clock=dashboard.clock, **exc.extra
+            ),
+        )
+        return
+    log.info("📡 socket %s: %s", conn.id, event)
+    if event == "request_status":
+        await conn.send("status_update", dashboard.status_payload())
+        return
+    if not conn.has_room:
+        limit = settings.ws_max_pending_requests
+        await conn.send(
+            "error",
+            error_event_data(
+                "too_many_pending",
+                f"{limit} requests are already in progress on this connection",
+                "Wait for an answer before sending more requests.",
+                clock=dashboard.clock,
+                event=event,
+                limit="ws_max_pending_requests",
+                maximum=limit,
+            ),
+        )
+        return
+    if event == "chat_message":
+        coro = _handle_chat(dashboard, conn, data)
+    elif event == "request_threats":
+        coro = _handle_threats(dashboard, conn, data)
+    else:
+        coro = _handle_pulse(dashboard, conn)
+    conn.spawn(_guarded(coro, conn, dashboard, event), event)
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    dashboard: JupiterDashboard = websocket.app.state.dashboard
+    settings = dashboard.settings
+    conn = await _accept(websocket, dashboard)
+    flood = _flood_guard(dashboard)
+    limits = frame_limits(
+        settings.ws_max_message_bytes,
+        max_depth=settings.ws_json_max_depth,
+        max_values=settings.ws_json_max_values,
+    )
+    try:
+        while not conn.closing:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 break
+            verdict = flood.admit()  # before anything else: a dropped frame costs nothing more
+            if not verdict.admitted:
+                await _rate_limited(conn, dashboard, flood, verdict)
+                continue
             raw = frame.get("text")
             if raw is None:
                 raw = frame.get("bytes")
             token = request_id_var.set(new_request_id())
             try:
-                try:
-                    event, data = parse_client_message(raw, settings.ws_max_message_bytes)
-                except ProtocolError as exc:
-                    log.warning("⚠️ socket %s sent a bad message: %s", conn.id, exc.code)
-                    await conn.send(
-                        "error",
-                        error_event_data(
-                            exc.code, exc.message, exc.suggestion, clock=dashboard.clock
-                        ),
-                    )
-                    continue
-                log.info("📡 socket %s: %s", conn.id, event)
-                if event == "chat_message":
-                    conn.spawn(
-                        _guarded(_handle_chat(dashboard, conn, data), conn, dashboard, event), event
-                    )
-                elif event == "request_threats":
-                    conn.spawn(
-                        _guarded(_handle_threats(dashboard, conn, data), conn, dashboard, event),
-                        event,
-                    )
-                elif event == "request_pulse":
-                    conn.spawn(
-                        _guarded(_handle_pulse(dashboard, conn), conn, dashboard, event), event
-                    )
-                elif event == "request_status":
-                    await conn.send("status_update", dashboard.status_payload())
+                await _dispatch(raw, conn, dashboard, limits)
             finally:
                 request_id_var.reset(token)
     except WebSocketDisconnect:
