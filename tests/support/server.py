@@ -151,8 +151,10 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin_token").read_text(encoding="utf-8").strip()
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        """Start (or restart) on the same port and wait until /healthz answers."""
+    def start(self, timeout: float = 90.0) -> ServerProcess:
+        """Start (or restart) on the same port and wait until /healthz answers (a loaded machine
+        can take half a minute to import and build the knowledge base: the wait ends at once
+        when it answers)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - owned by the process
         cmd = [
