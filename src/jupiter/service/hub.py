@@ -20,6 +20,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from jupiter.storage.journal import before_acknowledge
+
 from .ratelimit import TokenBucket
 
 __all__ = ["Connection", "WebSocketHub"]
@@ -84,6 +86,8 @@ class Connection:
                 return
             if self.websocket.client_state != WebSocketState.CONNECTED:
                 return
+            # Durability: what this event reports on is journaled before the client sees it.
+            before_acknowledge()
             try:
                 await self.websocket.send_text(text)
             except Exception:  # the peer went away; the receive loop will notice
