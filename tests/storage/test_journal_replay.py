@@ -235,3 +235,18 @@ def test_state_changes_and_chat_turns_replay_with_their_fields(database, tmp_pat
         with database.session_factory() as session:
             assert session.get(Conversation, "conv-9").channel == "ws"  # type: ignore[union-attr]
     again.journal.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("fsync", "level"), [(False, 1), (True, 2)])
+def test_an_fsynced_journal_makes_sqlite_commits_power_safe_too(tmp_path, fsync, level):
+    """journal_fsync=true: SQLite commits with synchronous=FULL (2), else NORMAL (1), so the
+    commits that release journal segments survive what the journal survives."""
+    from sqlalchemy import text
+
+    from jupiter.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, journal_fsync=fsync)
+    database = Database.from_settings(settings)
+    with database.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == level
+    database.dispose()
