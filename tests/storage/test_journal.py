@@ -34,6 +34,9 @@ def segments(directory: Path) -> list[Path]:
 
 
 def reopen(directory: Path, **options: object) -> tuple[Journal, list[tuple[int, tuple]]]:
+    """Open a journal on a fake clock whose wall time is 0, so numbering starts at 1 (see
+    test_numbering_starts_above_the_wall_clock_in_microseconds)."""
+    options.setdefault("clock", FakeClock(wall_start=0))
     journal = Journal(directory, flush_interval=None, **options)  # type: ignore[arg-type]
     return journal, journal.open()
 
@@ -197,7 +200,7 @@ def test_segments_rotate_and_are_deleted_once_released(journal_dir):
 def test_a_full_journal_counts_the_overflow_and_recovers_when_released(journal_dir, caplog):
     """Past max_bytes new records are not journaled: counted, reported as failing, warned at
     most every 10 s (on the fake clock); once the database commits, journaling resumes."""
-    clock = FakeClock()
+    clock = FakeClock(wall_start=0)
     journal = Journal(
         journal_dir,
         max_bytes=1024 * 1024,
@@ -274,7 +277,7 @@ def test_a_failed_write_leaves_no_partial_frame_and_is_counted(journal_dir, capl
 def test_records_no_one_acknowledges_reach_the_disk_by_the_timer(journal_dir):
     """A record appended with no acknowledgement after it (a background breaker transition) is
     written by the journal's own timer."""
-    journal = Journal(journal_dir, flush_interval=0.01)
+    journal = Journal(journal_dir, flush_interval=0.01, clock=FakeClock(wall_start=0))
     journal.open()
     journal.append(1, error_row(1))
     deadline = time.monotonic() + 10
@@ -295,6 +298,25 @@ def test_fsync_mode_writes_the_same_records(journal_dir):
     again.close()
 
 
+def test_numbering_starts_above_the_wall_clock_in_microseconds(journal_dir):
+    """Even with every segment gone, a new process numbers above the old one's numbers: they
+    start at the wall clock in microseconds (the floor in the segment names covers the rest)."""
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    first, _ = reopen(journal_dir, clock=clock)
+    assert first.last_seq == 1_700_000_000_000_000
+    first.close()
+    for segment in segments(journal_dir):
+        segment.unlink()
+    clock.advance(0.5)
+    second, _ = reopen(journal_dir, clock=clock)
+    assert second.last_seq == 1_700_000_000_500_000
+    second.close()
+    # The wall clock stepped back a quarter of an hour: the segment's name still holds.
+    third, _ = reopen(journal_dir, clock=FakeClock(wall_start=1_699_999_100.0))
+    assert third.last_seq >= 1_700_000_000_500_000
+    third.close()
+
+
 def test_segment_bytes_above_max_bytes_is_refused(journal_dir):
     with pytest.raises(ValueError, match="segment_bytes"):
         Journal(journal_dir, max_bytes=1024 * 1024, segment_bytes=2 * 1024 * 1024)
@@ -308,7 +330,9 @@ def test_many_threads_appending_and_acknowledging_at_once_lose_and_mix_nothing(j
     each also acknowledges after every record, as requests do: every record is written exactly
     once, in whole frames, and numbered without gaps."""
     writer = BackgroundWriter(lambda: None, flush_interval=60)  # type: ignore[arg-type,return-value]
-    journal = Journal(journal_dir, flush_interval=0.001, segment_bytes=256 * 1024)
+    journal = Journal(
+        journal_dir, flush_interval=0.001, segment_bytes=256 * 1024, clock=FakeClock(wall_start=0)
+    )
     writer.open_journal(journal)
     threads, per_thread = 16, 500
     barrier = threading.Barrier(threads)

@@ -174,9 +174,17 @@ def _segment_first_seq(path: Path) -> int | None:
     return int(stem) if path.name.endswith(_SEGMENT_SUFFIX) and stem.isdigit() else None
 
 
-#: Every journal open in this process; before_acknowledge writes each one's buffer.
-_OPEN: list[Journal] = []
+#: Every journal open in this process; before_acknowledge writes each one's buffer. A tuple,
+#: replaced whole under the lock, so the hot path reads it without one.
+_OPEN: tuple[Journal, ...] = ()
 _OPEN_LOCK = threading.Lock()
+
+
+def _register(journal: Journal, *, open_: bool) -> None:
+    global _OPEN
+    with _OPEN_LOCK:
+        others = tuple(j for j in _OPEN if j is not journal)
+        _OPEN = (*others, journal) if open_ else others
 
 
 def before_acknowledge() -> None:
@@ -266,14 +274,18 @@ class Journal:
         try:
             self.id = self._read_or_create_id()
             entries = self._recover()
+            # Numbers also start no lower than the wall clock in microseconds. Should every trace
+            # of the last ones be gone (segments removed by hand, or records the database took
+            # while the journal was full), a new process still cannot reuse a number the
+            # checkpoint covers, unless the last one recorded a million records a second.
+            self._last_seq = max(self._last_seq, int(self._clock.wall() * 1_000_000))
             self._start_segment()
             for segment in [s for s in self._closed_segments if s.last_seq == 0]:
                 self._delete(segment)  # empty: the new segment's name carries the sequence on
         except BaseException:
             self._unlock()
             raise
-        with _OPEN_LOCK:
-            _OPEN.append(self)
+        _register(self, open_=True)
         if self._flush_interval is not None:
             self._stop.clear()
             self._timer = threading.Thread(target=self._tick, name="jupiter-journal", daemon=True)
@@ -287,9 +299,7 @@ class Journal:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(5)
-        with _OPEN_LOCK:
-            if self in _OPEN:
-                _OPEN.remove(self)
+        _register(self, open_=False)
         if self._fd is None:
             return
         self.flush()
@@ -421,6 +431,17 @@ class Journal:
         if segment.size >= self._segment_bytes:
             self._rotate()
         return True
+
+    def reserve(self, seq: int) -> None:
+        """Numbers up to ``seq`` are taken (the database's checkpoint says so): make the active
+        segment's name, the floor the next process numbers above, say so too."""
+        with self._flush_lock:
+            if seq <= self._last_seq:
+                return
+            self._last_seq = seq
+            active = self._active
+            if active is not None and self._fd is not None and active.first_seq <= seq:
+                self._rotate()
 
     def release(self, done: int) -> None:
         """Every record up to ``done`` is committed: delete the segments that hold only such

@@ -221,6 +221,7 @@ class BackgroundWriter:
         with self._cond:
             if last > self._enqueued:
                 self._enqueued = last
+        journal.reserve(last)
         return last
 
     def replay(self) -> bool:
@@ -386,7 +387,12 @@ class BackgroundWriter:
     def _drain_once(self, *, final: bool) -> bool:
         """Write queued rows in batches until none are left; False if the database is failing
         (the unwritten rows stay queued, or are dropped when ``final``)."""
+        journal = self._journal
         while True:
+            if journal is not None:
+                # Nothing reaches the database before the journal: the journal's numbering
+                # (its floor) then always covers the checkpoint.
+                journal.flush()
             with self._cond:
                 if not self._pending:
                     self._cond.notify_all()
