@@ -255,3 +255,39 @@ def test_an_fsynced_journal_makes_sqlite_commits_power_safe_too(tmp_path, fsync,
     with database.engine.connect() as connection:
         assert connection.execute(text("PRAGMA synchronous")).scalar() == level
     database.dispose()
+
+
+async def test_the_app_starts_on_a_database_from_before_the_journal(database_url, tmp_path):
+    """An existing SQLite file or PostgreSQL schema without the checkpoint table: start-up
+    creates it, old rows stay, new ones are stored with a checkpoint."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, inspect
+
+    from jupiter.storage.base import Base
+    from jupiter.storage.database import import_models
+    from support.jupiter_app import ADMIN, fast_settings, running_app
+
+    import_models()
+    engine = create_engine(database_url)
+    older = [t for n, t in Base.metadata.tables.items() if n != JournalCheckpoint.__tablename__]
+    Base.metadata.create_all(engine, tables=older)
+    with engine.begin() as connection:
+        connection.execute(
+            ErrorRecord.__table__.insert().values(
+                occurred_at=datetime.now(UTC), type="old", message="before the journal", context={}
+            )
+        )
+    assert not inspect(engine).has_table(JournalCheckpoint.__tablename__)
+    settings = fast_settings(tmp_path, database_url=database_url)
+    async with running_app(settings) as (app, client):
+        client.headers.update(ADMIN)
+        await client.post("/api/features/pulse/disable", json={"reason": "after the journal"})
+        assert app.state.dashboard.writer.flush(10)
+        journal_id = app.state.dashboard.writer.journal.id
+    database = Database(database_url)
+    assert checkpoint(database, journal_id) > 0
+    assert error_messages(database) == ["before the journal"]
+    assert count(database, StateChange) == 1
+    database.dispose()
+    engine.dispose()
