@@ -274,6 +274,25 @@ def test_a_failed_write_leaves_no_partial_frame_and_is_counted(journal_dir, capl
     again.close()
 
 
+def test_a_record_that_cannot_be_encoded_is_counted_not_raised(journal_dir, caplog):
+    """A context that refers to itself cannot become JSON: the flush (run where a response is
+    about to go out) counts and logs it and writes the other records."""
+    journal, _ = reopen(journal_dir)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    journal.append(1, error_row(1))
+    journal.append(2, ("error", 1.0, "t", "m", cyclic))
+    journal.append(3, error_row(3))
+    caplog.set_level(logging.ERROR, logger="jupiter.storage.journal")
+    assert not journal.flush()
+    assert journal.stats.write_errors == 1
+    assert "cannot be encoded (RecursionError)" in caplog.text
+    journal.close()
+    again, recovered = reopen(journal_dir)
+    assert [seq for seq, _ in recovered] == [1, 3]
+    again.close()
+
+
 def test_records_no_one_acknowledges_reach_the_disk_by_the_timer(journal_dir):
     """A record appended with no acknowledgement after it (a background breaker transition) is
     written by the journal's own timer."""

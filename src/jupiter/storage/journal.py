@@ -192,7 +192,7 @@ def before_acknowledge() -> None:
 
     Call it just before telling a client anything (an HTTP response starts, a socket event is
     sent): the records that client's request made are then durable against a kill of the
-    process. Costs a list walk when nothing is buffered; never raises.
+    process. Costs a look at each open journal when nothing is buffered; never raises.
     """
     for journal in _OPEN:
         # A flush in progress elsewhere may carry this caller's record: wait for it too.
@@ -363,13 +363,23 @@ class Journal:
         room = self._max_bytes - self.stats.bytes
         written = 0
         overflow = 0
+        unencodable = 0
         for seq, row in entries:
             if seq <= released:
                 continue  # the database has it already
             if overflow:
                 overflow += 1
                 continue
-            frame = encode_frame(seq, row)
+            try:
+                frame = encode_frame(seq, row)
+            except (TypeError, ValueError, RecursionError) as exc:  # never a crash for the caller
+                unencodable += 1
+                self.stats.write_errors += 1
+                self.stats.last_error = type(exc).__name__
+                log.error(
+                    "❌ journal: a %s record cannot be encoded (%s)", row[0], self.stats.last_error
+                )
+                continue
             if size + len(frame) > room:
                 overflow = 1
                 continue
@@ -393,7 +403,7 @@ class Journal:
             return False
         if ok and frames:
             self.stats.failing = False
-        return ok
+        return ok and not unencodable
 
     def _write(self, data: bytes, count: int, last: int) -> bool:
         segment = self._active
@@ -495,7 +505,7 @@ class Journal:
             if not data.startswith(MAGIC):
                 if data:  # an empty file is a segment whose header never got written
                     self.stats.corrupt += 1
-                    log.warning("⚠️ journal: %s is not a journal segment; ignored", path.name)
+                    log.warning("⚠️ journal: %s is not a journal segment; discarded", path.name)
                 segments.append(segment)
                 continue
             entries, _good, problem = decode_frames(data[len(MAGIC) :], where=path.name)
@@ -561,8 +571,12 @@ class Journal:
         return True
 
     def _delete(self, segment: _Segment) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             segment.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # it is replayed (and skipped as stored) at the next start
+            self._warn("⚠️ journal: cannot delete %s (%s)", segment.path.name, exc.strerror)
         if segment in self._closed_segments:
             self._closed_segments.remove(segment)
         self.stats.bytes -= segment.size
