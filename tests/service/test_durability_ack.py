@@ -86,21 +86,33 @@ async def test_a_socket_event_is_sent_only_after_its_records_are_journaled(setti
         assert app.state.dashboard.writer.stats.written == 0
 
 
-async def test_readyz_and_metrics_report_the_journal(settings_factory):
-    """/readyz has a journal check; /metrics counts what was journaled and any overflow."""
-    settings = settings_factory()
+async def test_readyz_and_metrics_report_a_full_journal_until_the_database_catches_up(
+    settings_factory,
+):
+    """A 1 MiB journal and a writer that has not committed: records past the bound are kept in
+    memory only, /metrics counts them and /readyz names the journal; once the writer commits
+    (releasing the journal) the next record is journaled and /readyz is ready again."""
+    settings = settings_factory(
+        **SLOW, journal_max_bytes=1024 * 1024, journal_segment_bytes=64 * 1024
+    )
     async with running_app(settings) as (app, client):
         client.headers.update(ADMIN)
+        writer = app.state.dashboard.writer
         ready = (await client.get("/readyz")).json()
         assert ready["checks"]["journal"] is True
-        await client.post("/api/features/pulse/disable", json={"reason": "metrics"})
+        for i in range(40):  # 40 x 60 KB: more than the journal holds
+            writer.record_chat_message("big", "user", f"{i} " + "x" * 60_000)
+            await client.get("/healthz")  # each acknowledged on its own
         metrics = (await client.get("/metrics")).text
-        assert "jupiter_journal_written_records_total" in metrics
-        assert "jupiter_journal_overflow_records_total 0.0" in metrics
-        app.state.dashboard.writer.journal.stats.failing = True  # as after a full journal
+        overflow = writer.journal.stats.overflow
+        assert overflow > 0
+        assert f"jupiter_journal_overflow_records_total {float(overflow)}" in metrics
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert "journal" in ready.json()["not_ready"]
+        assert writer.flush(10)  # the database takes everything (from the writer's queue)
+        await client.post("/api/features/pulse/disable", json={"reason": "room again"})
+        assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_a_second_server_on_the_same_data_dir_runs_without_a_journal_and_says_so(
