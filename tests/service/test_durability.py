@@ -405,3 +405,16 @@ def test_a_signal_during_start_up_exits_cleanly(tmp_path, interrupt, code, momen
     server.process.send_signal(interrupt)
     assert server.process.wait(60) == code, server.output()
     assert "Traceback" not in server.output()
+
+
+def test_ctrl_c_in_another_command_exits_130_without_a_traceback(monkeypatch, capsys):
+    """Outside `serve` (which handles its signals itself) a KeyboardInterrupt ends the command
+    with 130 and one line, not a traceback."""
+    from jupiter import cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_status", interrupted)
+    assert cli.main(["status"]) == 130
+    assert capsys.readouterr().err == "jupiter: interrupted\n"
