@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import ipaddress
 import json
 import math
 import re
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
@@ -147,13 +149,75 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _StopSignals:
+    """SIGTERM and SIGINT for ``jupiter serve``, from its first line to its last.
+
+    uvicorn handles both while it serves (graceful shutdown: responses in flight finish, the
+    lifespan flushes the journal and the writer) and afterwards re-raises the signal it caught.
+    Outside that window (imports, settings, binding, and that re-raise) these handlers only
+    note the signal: no ``KeyboardInterrupt`` traceback, no death by SIGTERM before the data is
+    flushed. The exit code is 0 after SIGTERM (a requested stop, what service managers expect)
+    and 130 after Ctrl-C (the shell's convention, 128 + SIGINT).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _note(self, sig: int, _frame: object) -> None:
+        if self.received is None or sig == signal.SIGINT:  # Ctrl-C wins: the user typed it
+            self.received = sig
+
+    def exit_code(self) -> int:
+        return 128 + signal.SIGINT if self.received == signal.SIGINT else 0
+
+    def uvicorn_server(self, config: Any) -> Any:
+        """A ``uvicorn.Server`` that also hears a signal noted just before it took over."""
+        import uvicorn
+
+        stop = self
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                with super().capture_signals():
+                    if stop.received is not None:
+                        self.handle_exit(stop.received, None)
+                    yield
+
+        return Server(config)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    stop = getattr(args, "stop_signals", None)
+    if stop is None:  # called directly, not through main()
+        with _StopSignals() as stop:
+            code = _serve(args, stop)
+    else:
+        code = _serve(args, stop)
+    return stop.exit_code() if stop.received is not None else code
+
+
+def _serve(args: argparse.Namespace, stop: _StopSignals) -> int:
     import uvicorn
 
     from jupiter.service.app import create_app
     from jupiter.service.logs import configure_logging
     from jupiter.service.serving import uvicorn_options
     from jupiter.service.tokens import admin_token_for
+    from jupiter.storage.journal import before_acknowledge
 
     settings = load_settings(host=args.host, port=args.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +262,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         **uvicorn_options(settings),
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if stop.received is not None:  # stopped while starting: nothing was served yet
+        sock.close()
+        return 0
+    try:
+        stop.uvicorn_server(config).run(sockets=[sock])
+    finally:
+        # A second Ctrl-C skips the lifespan's shutdown: still write what the journal holds,
+        # so the next start replays it.
+        before_acknowledge()
     return 0
 
 
@@ -377,14 +449,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["serve"]:
+        # From the first moment: building the parser imports every area, which takes a while.
+        with _StopSignals() as stop:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            args.stop_signals = stop
+            if stop.received is not None:
+                return stop.exit_code()
+            return _run(args)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return _run(parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except SettingsProblem as problem:
         for line in problem.lines:
             print(line, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in a command that does not handle it: no traceback
+        print("jupiter: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

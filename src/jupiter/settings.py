@@ -133,6 +133,23 @@ class Settings(BaseSettings):
                 f"ws_max_message_bytes ({self.ws_max_message_bytes})"
             )
         return self
+    # --- durability: journal ---
+    # Every error, state change and chat turn is appended to a journal in data_dir/journal
+    # before the client is answered, and replayed at start: a kill -9 loses nothing that was
+    # acknowledged (docs/security.md, "Durability"). Off: a kill -9 loses what the background
+    # writer had not committed yet (up to storage_flush_interval_seconds).
+    journal_enabled: bool = True
+    # Records no client is waiting on (a breaker tripping in the background) reach the journal
+    # within this; records a response or socket event reports on are written before it.
+    journal_flush_interval_seconds: float = Field(default=0.05, gt=0, le=5)
+    # fsync every journal write: survives a power loss too, at the disk's flush latency added to
+    # every acknowledged write. Off: survives the death of the process, not of the machine.
+    journal_fsync: bool = False
+    # The journal's bound while the database is down or slow; past it records are kept in
+    # memory only (not crash-safe), counted and reported on /readyz and /metrics.
+    journal_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
+    # One segment file's size; a segment is deleted once the database has all its records.
+    journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=1024**3)
 
     # --- LLM chat ---
     llm_provider: Literal["auto", "grok", "openai", "ollama", "offline"] = "auto"
@@ -169,6 +186,16 @@ class Settings(BaseSettings):
                 )
             # Only the window was configured: stretch the default history to cover it.
             self.error_history_minutes = self.error_window_minutes
+        return self
+
+    @model_validator(mode="after")
+    def _journal_segment_fits(self) -> Settings:
+        """A segment larger than the journal's bound could never be written whole."""
+        if self.journal_segment_bytes > self.journal_max_bytes:
+            raise ValueError(
+                f"journal_segment_bytes ({self.journal_segment_bytes}) must be <= "
+                f"journal_max_bytes ({self.journal_max_bytes})"
+            )
         return self
 
     @field_validator("log_level", mode="before")

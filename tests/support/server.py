@@ -151,10 +151,11 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin_token").read_text(encoding="utf-8").strip()
 
-    def start(self, timeout: float = 90.0) -> ServerProcess:
-        """Start (or restart) on the same port and wait until /healthz answers (a loaded machine
-        can take half a minute to import and build the knowledge base: the wait ends at once
-        when it answers)."""
+    def start(self, timeout: float = 90.0, *, wait: bool = True) -> ServerProcess:
+        """Start (or restart) on the same port and wait until /healthz answers (unless
+        ``wait`` is False: then return at once, e.g. to interrupt the start-up itself). A loaded
+        machine can take half a minute to import and build the knowledge base; the wait ends as
+        soon as it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - owned by the process
         cmd = [
@@ -172,6 +173,8 @@ class ServerProcess:
             cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
         log.close()
+        if not wait:
+            return self
         try:
             wait_until_healthy(self.url, timeout, self.process)
         except Exception:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from jupiter.resilience import build_error_response
+from jupiter.storage.journal import before_acknowledge
 
 from .dashboard import UnknownComponentError
 from .logs import request_id_var
@@ -141,6 +142,8 @@ async def _unknown_component_handler(request: Request, exc: Exception) -> JSONRe
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     # The type goes to the log (with the request ID); the client gets the generic body.
     log.error("❌ unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    # This answer is sent outside RequestContextMiddleware (by Starlette's outermost layer).
+    before_acknowledge()
     return error_json(500, exc)
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from jupiter.storage.journal import before_acknowledge
+
 from .ratelimit import TokenBucket
 
 __all__ = [
@@ -226,6 +228,8 @@ class Connection:
             self._queued_bytes -= len(item.text)
             if websocket.client_state != WebSocketState.CONNECTED:
                 return
+            # Durability: what this event reports on is journaled before the client sees it.
+            before_acknowledge()
             try:
                 await websocket.send_text(item.text)
             except Exception:  # the peer went away; the receive loop will notice
