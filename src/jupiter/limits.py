@@ -57,6 +57,7 @@ LIMIT_DESCRIPTIONS: dict[str, str] = {
     "max_text_chars": "text length in characters",
     "max_seconds": "parse time in seconds",
     "max_items": "number of items",
+    "max_pages": "number of pages",
 }
 
 
@@ -294,7 +295,9 @@ def parse_json(
         if size > limits.max_bytes:  # before decoding: nothing over the limit is copied
             raise InputLimitError("max_bytes", limits.max_bytes, what=what, actual=size)
         try:
-            text = bytes(data).decode("utf-8")
+            # str(buffer, codec) decodes bytes, bytearray and memoryview alike without first
+            # copying them: a document near the byte limit is held twice, not three times.
+            text = str(data, "utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidJsonError(
                 f"the bytes are not UTF-8 (at byte {exc.start})", what=what
@@ -512,7 +515,7 @@ def check_xml(
     parser.ExternalEntityRefHandler = refuse_external
     parser.StartDoctypeDeclHandler = doctype
     try:
-        parser.Parse(bytes(data), True)
+        parser.Parse(data, True)  # any bytes-like object, uncopied
     except expat.ExpatError as exc:
         raise InvalidXmlError(
             expat.ErrorString(exc.code), what=what, line=exc.lineno, column=exc.offset + 1
