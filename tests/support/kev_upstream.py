@@ -11,7 +11,12 @@ Faults: ``500`` (server error), ``429`` (with ``Retry-After``), ``hang`` (never 
 the fault is cleared or the server stops), ``slow`` (answers after ``slow_seconds``),
 ``malformed`` (a body that is not the format), ``truncated`` (``Content-Length`` promises more
 than is sent, then the connection closes), ``empty`` (a valid document with no records),
-``flapping`` (every other request fails with 500, starting with a failure).
+``flapping`` (every other request fails with 500, starting with a failure), ``drip`` (the
+normal answer, ``drip_bytes`` at a time, ``drip_seconds`` apart, calling ``on_drip`` before
+each piece: a test moves its fake clock there instead of waiting).
+
+Hostile documents are served with :meth:`FaultyUpstream.serve` (any bytes, any headers, e.g.
+``Content-Encoding: gzip`` on a gzip bomb); :mod:`support.hostile` builds them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ __all__ = [
     "kev_record",
 ]
 
-FAULTS = ("500", "429", "hang", "slow", "malformed", "truncated", "empty", "flapping")
+FAULTS = ("500", "429", "hang", "slow", "malformed", "truncated", "empty", "flapping", "drip")
 KEV_PATH = "/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 
 
@@ -82,6 +87,9 @@ class FaultyUpstream:
         self.retry_after: str = "5"
         self.slow_seconds = 0.3
         self.hang_seconds = 30.0
+        self.drip_bytes = 16
+        self.drip_seconds = 0.0
+        self.on_drip: Callable[[], None] | None = None
         self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +99,18 @@ class FaultyUpstream:
     def route(self, path: str, reply: Route | Reply) -> None:
         """Serve ``reply`` (fixed, or computed per request) at ``path``."""
         self._routes[path] = reply if callable(reply) else (lambda _request, _r=reply: _r)
+
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Serve exactly ``body`` at ``path`` (a hostile document, say); returns its URL."""
+        self.route(path, Reply(body, content_type, headers=dict(headers or {})))
+        return self.url_for(path) if self._server is not None else path
 
     def set_fault(
         self,
@@ -218,8 +238,29 @@ class FaultyUpstream:
             self._send(handler, self.empty_reply(parts.path, normal))
         elif fault == "truncated":
             self._send(handler, normal, truncate=True)
+        elif fault == "drip":
+            self._drip(handler, normal)
         else:
             self._send(handler, normal)
+
+    def _drip(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", reply.content_type)
+            handler.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.flush()
+            for start in range(0, len(reply.body), self.drip_bytes):
+                if self.on_drip is not None:
+                    self.on_drip()
+                if self.drip_seconds:
+                    time.sleep(self.drip_seconds)
+                handler.wfile.write(reply.body[start : start + self.drip_bytes])
+                handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, reply: Reply, *, truncate: bool = False) -> None:

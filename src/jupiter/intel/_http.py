@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from jupiter.bodies import ACCEPT_ENCODING, aread_body
+from jupiter.limits import InputLimitError, InvalidInputError
 from jupiter.resilience import (
     CircuitOpenError,
     Clock,
@@ -31,6 +33,7 @@ __all__ = [
     "GuardedCaller",
     "RetryRunner",
     "ServiceClient",
+    "deadline_check",
     "default_retry",
     "describe_error",
     "get_bytes",
@@ -137,7 +140,8 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
         return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
     if isinstance(exc, UnicodeDecodeError):
         return "malformed payload: not valid UTF-8"
-    if isinstance(exc, IntelSourceError):
+    if isinstance(exc, InputLimitError | InvalidInputError | IntelSourceError):
+        # Limit errors name the limit and the JSON path or XML line: keep all of it.
         return _redact_text(str(exc))[:500]
     return f"{type(exc).__name__}: {_redact_text(str(exc))[:300]}"
 
@@ -224,6 +228,25 @@ class GuardedCaller:
         return result
 
 
+def deadline_check(clock: Clock, max_seconds: float | None, what: str) -> Callable[[], None] | None:
+    """A check that raises :class:`InputLimitError` (``max_fetch_seconds``) once
+    ``max_seconds`` have passed on ``clock`` since it was made; None for no deadline.
+
+    Run between reads, it bounds a whole download (a server dripping a byte at a time), where
+    the HTTP client's timeout only bounds each read.
+    """
+    if max_seconds is None:
+        return None
+    limit = max_seconds
+    deadline = clock.monotonic() + limit
+
+    def check() -> None:
+        if clock.monotonic() > deadline:
+            raise InputLimitError("max_fetch_seconds", limit, what=what)
+
+    return check
+
+
 async def get_bytes(
     client: httpx.AsyncClient,
     url: str,
@@ -231,21 +254,24 @@ async def get_bytes(
     clock: Clock = SYSTEM_CLOCK,
     max_bytes: int = 64 * 1024 * 1024,
     headers: dict[str, str] | None = None,
-) -> tuple[bytes, str]:
+    what: str = "the document",
+    max_seconds: float | None = None,
+) -> tuple[bytearray, str]:
     """GET ``url``: ``(body, content_type)``; HTTP errors raise :class:`UpstreamHTTPError`.
 
-    The body is read with a size cap so a runaway upstream cannot exhaust memory.
+    The body is decoded here (gzip, deflate) within ``max_bytes`` *decoded* bytes, in one
+    buffer, so neither a large nor a highly compressed answer can exhaust memory; going over
+    raises :class:`~jupiter.limits.InputLimitError`, as does the whole download taking longer
+    than ``max_seconds`` on ``clock``. Neither is retried: the same document would come back.
     """
     location = redact_url(url)
-    async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+    check = deadline_check(clock, max_seconds, what)
+    request_headers = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+    async with client.stream(
+        "GET", url, headers=request_headers, follow_redirects=True
+    ) as response:
         if response.status_code >= 400:
             retry_after = parse_retry_after(response.headers.get("retry-after"), clock.wall())
             raise UpstreamHTTPError(response.status_code, location, retry_after)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise IntelSourceError(f"{location} sent more than {max_bytes} bytes; refused")
-            chunks.append(chunk)
-        return b"".join(chunks), response.headers.get("content-type", "")
+        body = await aread_body(response, max_bytes=max_bytes, what=what, after_chunk=check)
+        return body, response.headers.get("content-type", "")
