@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -28,6 +27,7 @@ from jupiter.resilience import (
 )
 
 from ._errors import IntelSourceError, UpstreamConnectionError, UpstreamHTTPError
+from ._redact import redact_url
 
 __all__ = [
     "GuardedCaller",
@@ -59,25 +59,6 @@ class _Aggregator(Protocol):
     def record_error(
         self, error_type: str, message: str, context: dict[str, Any] | None = None
     ) -> Any: ...
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query string or fragment: those are where tokens live."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not parts.netloc:
-        return url.split("?", 1)[0].split("#", 1)[0]
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _redact_text(text: str) -> str:
