@@ -376,3 +376,66 @@ def _reply(body: bytes, headers: dict[str, str] | None = None) -> Any:
     from support.kev_upstream import Reply
 
     return Reply(body, TAXII_TYPE, headers=dict(headers or {}))
+
+
+async def test_the_dashboards_retry_policy_retries_only_transient_failures(
+    make_settings: Callable[..., Any],
+    session_factory: Callable[[], Session],
+    clock: FakeClock,
+) -> None:
+    """The dashboard gives every component one policy that retries any error; intel narrows
+    it: a malformed or over-limit document is fetched once, a 500 three times."""
+    from jupiter.resilience import retry_with_backoff
+
+    generic = retry_with_backoff(max_attempts=3, initial_delay=0, clock=clock)
+    with KevUpstream(GOOD) as upstream:
+        service = ThreatIntelService(
+            make_settings(kev_url=upstream.url, intel_max_depth=8),
+            session_factory,
+            clock=clock,
+            retry=generic,
+        )
+        try:
+            counts = {}
+            for name, reply in (
+                ("malformed", b'{"vulnerabilities": ['),
+                ("deep", b"[" * 50 + b"]" * 50),
+            ):
+                upstream.serve(
+                    "/sites/default/files/feeds/known_exploited_vulnerabilities.json", reply
+                )
+                before = len(upstream.requests)
+                await service.sync_feeds(["kev"])
+                counts[name] = len(upstream.requests) - before
+            upstream.set_fault("500")
+            before = len(upstream.requests)
+            await service.sync_feeds(["kev"])
+            counts["500"] = len(upstream.requests) - before
+        finally:
+            await service.aclose()
+    assert counts == {"malformed": 1, "deep": 1, "500": 3}
+
+
+def test_release_frames_drops_every_chained_traceback() -> None:
+    """A refused document lives in its parser's frames: the error and everything chained to
+    it lose their tracebacks, so whoever keeps the error does not keep the document."""
+    from jupiter.intel._http import release_frames
+
+    def parse() -> None:
+        document = b"x" * 1000  # noqa: F841 - what the frame would keep alive
+        raise ValueError("inner")
+
+    def wrap() -> None:
+        try:
+            parse()
+        except ValueError as exc:
+            raise RuntimeError("outer") from exc
+
+    with pytest.raises(RuntimeError) as caught:
+        wrap()
+    error = caught.value
+    assert error.__traceback__ is not None
+    assert error.__cause__ is not None
+    release_frames(error)
+    assert error.__traceback__ is None
+    assert error.__cause__.__traceback__ is None

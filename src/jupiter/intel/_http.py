@@ -8,6 +8,7 @@ The decisions (``is_retryable``, ``redact_url``, ``describe_error``) are pure; `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from jupiter.limits import InputLimitError, InvalidInputError
 from jupiter.resilience import (
     CircuitOpenError,
     Clock,
+    RetryPolicy,
     SystemClock,
     parse_retry_after,
     redact_text,
@@ -38,8 +40,10 @@ __all__ = [
     "describe_error",
     "get_bytes",
     "is_retryable",
+    "only_transient",
     "parse_retry_after",
     "redact_url",
+    "release_frames",
 ]
 
 T = TypeVar("T")
@@ -127,6 +131,38 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     return f"{type(exc).__name__}: {_redact_text(str(exc))[:300]}"
 
 
+def only_transient(policy: RetryPolicy) -> RetryPolicy:
+    """``policy`` retrying only what :func:`is_retryable` calls transient, as well as what it
+    already limited itself to. The dashboard hands every component the same policy, which
+    retries any error; fetching a malformed or over-limit document again only gets it again
+    (and holding each refused attempt until the next one multiplied the memory a document
+    near the limits costs)."""
+    wider = policy.core.is_retryable
+
+    def transient(exc: BaseException) -> bool:
+        return is_retryable(exc) and wider(exc)
+
+    return RetryPolicy(dataclasses.replace(policy.options, exceptions=transient))
+
+
+def release_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of every exception chained to it.
+
+    A parser's frames hold the document (up to the byte limit, and what was built from it)
+    for as long as anything keeps the error, and breakers and retry policies keep the last
+    one: without this a refused 16 MB document stayed in memory until the next failure.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
 class ServiceClient:
     """A service's HTTP client: the caller's (borrowed, never closed here) or, when none was
     given, one made on first use (``timeout``, at most 5 s to connect, ``headers``, no proxies
@@ -177,6 +213,8 @@ class GuardedCaller:
         self._made: dict[str, _Breaker] = {}
         if retry is None:
             retry = default_retry(clock)
+        if isinstance(retry, RetryPolicy):
+            retry = only_transient(retry)
         if hasattr(retry, "call_async"):  # a jupiter.resilience.RetryPolicy
             policy = retry
 

@@ -24,7 +24,7 @@ from jupiter.resilience import Clock
 
 from ._errors import IntelSourceError
 from ._feeds import PulseEntry, check_feed, parse_feed
-from ._http import describe_error, get_bytes
+from ._http import describe_error, get_bytes, release_frames
 from ._http import redact_url as _redact_url
 from ._items import safe_http_url
 from ._limits import FeedLimits
@@ -462,6 +462,7 @@ class CommunityPulseService(OutboundService):
             try:
                 name, entries, rejected = await self._fetch_one(feed_url)
             except Exception as exc:
+                release_frames(exc)  # the breaker keeps it: not the document with it
                 message = describe_error(exc, self.timeout)
                 log.warning("⚠️ community feed %s failed: %s", _redact_url(feed_url), message)
                 self._record_error(feed_url, message, exc)

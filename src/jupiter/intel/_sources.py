@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import anyio
 import httpx
 
-from jupiter.limits import InputLimitError, InvalidJsonError, parse_json
+from jupiter.limits import InputLimitError, InvalidInputError, InvalidJsonError, parse_json
 from jupiter.resilience import Clock
 
 from ._errors import IntelSourceError, UpstreamConnectionError, UpstreamHTTPError
@@ -281,7 +281,7 @@ class TaxiiCollectionSource:
             raise UpstreamConnectionError(self.location, type(exc).__name__) from None
         except (InputLimitError, IntelSourceError):
             raise
-        except InvalidJsonError as exc:
+        except InvalidInputError as exc:  # not JSON, not UTF-8, or an encoding not asked for
             raise IntelSourceError(
                 f"malformed TAXII response from {self.location}: {exc}"
             ) from None

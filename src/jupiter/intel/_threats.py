@@ -23,7 +23,7 @@ from jupiter.limits import InputLimitError
 from jupiter.resilience import Clock
 from jupiter.text import clean_text
 
-from ._http import describe_error
+from ._http import describe_error, release_frames
 from ._items import ThreatFilters, ThreatItem
 from ._limits import IntelLimits
 from ._outbound import OutboundService
@@ -392,6 +392,7 @@ class ThreatIntelService(OutboundService):
                 else:
                     items = await source.fetch()
             except Exception as exc:
+                release_frames(exc)  # the breaker keeps it: not the document with it
                 message = describe_error(exc, self.timeout)
                 log.warning("⚠️ threat source %s failed: %s", source.name, message)
                 self._record_error(source, message, exc)
