@@ -952,6 +952,10 @@ class JupiterDashboard:
     async def get_pulse(self) -> tuple[bool, dict[str, Any]]:
         return await self._call_component("community_pulse", "get_pulse", "📡 pulse")
 
+    async def refresh_pulse(self) -> tuple[bool, dict[str, Any]]:
+        """:meth:`get_pulse` after fetching every feed now, whatever its age (admin)."""
+        return await self._call_component("community_pulse", "refresh", "📡 pulse refresh")
+
     async def _call_component(
         self, name: str, method: str, what: str, *args: Any
     ) -> tuple[bool, dict[str, Any]]:
