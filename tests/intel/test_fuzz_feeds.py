@@ -6,7 +6,8 @@ feed from loopback upstreams. After a first good fetch, each upstream in turn an
 the hand-written hostile documents of :mod:`support.hostile` (nesting to depth 10^5, a
 10^4-digit number, a 16 MB string, billion laughs, XXE, truncated documents, a gzip bomb,
 invalid UTF-8, NUL bytes...) and then with Hypothesis mutations of its valid document;
-fetches go through the admin refresh endpoints. After every one:
+fetches go through the admin refresh endpoints (and ``jupiter feeds sync`` for two of the
+KEV cases). After every one:
 
 * the server still answers ``/healthz``, and its peak resident memory grew less than
   100 MB over the fetch (``VmHWM`` of ``/proc/<pid>/status``, reset before it);
@@ -209,10 +210,11 @@ GOOD_IDS = {
     "stix": {obj["id"] for obj in STIX_OBJECTS},
     "taxii": {obj["id"] for obj in TAXII_OBJECTS},
 }
+KEV_CASES = json_cases(KEV, string_path=["vulnerabilities", 0, "shortDescription"])
 JSON_CASES = [
     pytest.param(source, case, id=f"{source}-{case.name}")
     for source, cases in (
-        ("kev", json_cases(KEV, string_path=["vulnerabilities", 0, "shortDescription"])),
+        ("kev", KEV_CASES),
         ("stix", json_cases(BUNDLE, string_path=["objects", 0, "name"])),
         (
             "taxii",
@@ -282,6 +284,51 @@ def test_a_hostile_rss_or_atom_feed_is_refused_and_the_server_carries_on(
     titles = [item["title"] for item in pulse["items"] if item["feed"].endswith(f".{kind}")]
     assert sorted(titles) == sorted(entry.title for entry in ENTRIES)
     assert any(case.expect in error["message"] for error in rig.recent_errors())
+
+
+def _feeds_sync(rig: Rig) -> tuple[int, str, float]:
+    """``jupiter feeds sync`` in its own process, on the server's data dir: its exit code,
+    output and peak RSS in MB (from ``wait4``, which reports that one child's)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**rig.server.env, "JUPITER_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupiter.cli", "feeds", "sync"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    output = process.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, output, usage.ru_maxrss / 1024
+
+
+# Each CLI run starts a Python process: two of the heaviest cases are enough here.
+SYNC_CASES = [case for case in KEV_CASES if case.name in ("string-16MB", "gzip-bomb")]
+
+
+def test_jupiter_feeds_sync_refuses_hostile_kev_and_the_server_keeps_serving(rig: Rig) -> None:
+    """The CLI on the server's database: a hostile KEV catalog makes it exit 1 naming the
+    limit, its own peak RSS stays within 100 MB of a good run's, and the running server still
+    serves the good records (now stale, as the CLI stored the failure)."""
+    _restore(rig)
+    code, output, good_peak = _feeds_sync(rig)
+    assert code == 0, output
+    for case in SYNC_CASES:
+        rig.serve_kev(case.body, dict(case.headers))
+        code, output, peak = _feeds_sync(rig)
+        rig.tally.count("feeds-sync")
+        assert code == 1, output
+        assert case.expect in output, output
+        assert peak - good_peak < MAX_GROWTH_MB, f"{case.name}: CLI peak {peak:.0f} MB"
+        served = rig.threats("kev")
+        assert {item["id"] for item in served["items"]} == GOOD_IDS["kev"]
+        assert served["sources"]["kev"]["status"] == "stale"
+        rig.assert_alive_and_bounded(f"feeds sync {case.name}")
 
 
 @st.composite
