@@ -32,10 +32,9 @@ import httpx
 import pytest
 import stix2
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from support.feed_upstream import ATOM_TYPE, RSS_TYPE, FeedEntry, atom_document, rss_document
-from support.hostile import Case, json_cases, xml_cases
+from support.hostile import JSON_INSERTIONS, XML_INSERTIONS, Case, json_cases, mutated, xml_cases
 from support.kev_upstream import KEV_PATH, FaultyUpstream, KevUpstream, kev_catalog, kev_record
 from support.memory import RssWatch
 from support.server import ServerProcess
@@ -331,28 +330,6 @@ def test_jupiter_feeds_sync_refuses_hostile_kev_and_the_server_keeps_serving(rig
         rig.assert_alive_and_bounded(f"feeds sync {case.name}")
 
 
-@st.composite
-def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
-    """``valid`` with a few bytes flipped, inserted, deleted, repeated or cut off."""
-    data = bytearray(valid)
-    insertions = [b"[", b"{", b'"', b"\x00", b"\xff\xfe", b"<", b"&", b"]]>", b"9" * 60,
-                  b"<!ENTITY x 'y'>", b"<x>" * 200, b"\\u0000", b"\\ud800"]  # fmt: skip
-    for _ in range(draw(st.integers(1, 4))):
-        operation = draw(st.sampled_from(["flip", "insert", "delete", "repeat", "cut"]))
-        at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if operation == "flip" and data:
-            data[at] = draw(st.integers(0, 255))
-        elif operation == "insert":
-            data[at:at] = draw(st.sampled_from(insertions))
-        elif operation == "delete":
-            del data[at : at + draw(st.integers(1, 32))]
-        elif operation == "repeat":
-            data[at:at] = bytes(data[at : at + draw(st.integers(1, 64))]) * draw(st.integers(2, 50))
-        else:
-            del data[at:]
-    return bytes(data)
-
-
 MUTATED = [
     ("kev", json.dumps(KEV).encode()),
     ("stix", json.dumps(BUNDLE).encode()),
@@ -375,7 +352,7 @@ def test_mutations_of_valid_documents_never_hurt_the_server(
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(body=mutated(valid))
+    @given(body=mutated(valid, XML_INSERTIONS if kind in ("rss", "atom") else JSON_INSERTIONS))
     def one(body: bytes) -> None:
         _restore(rig)
         rig.watch.reset()

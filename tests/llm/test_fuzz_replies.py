@@ -32,9 +32,8 @@ import httpx
 import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from support.hostile import Case, json_cases
+from support.hostile import JSON_INSERTIONS, Case, json_cases, mutated
 from support.memory import RssWatch
 from support.openai_upstream import OpenAIUpstream, chat_completion
 from support.server import ServerProcess
@@ -183,28 +182,6 @@ def test_the_socket_gets_a_chat_error_naming_the_limit(rig: Rig) -> None:
     assert event["data"]["location"]["json_path"].startswith("$.")
 
 
-@st.composite
-def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
-    """``valid`` with a few bytes flipped, inserted, deleted, repeated or cut off."""
-    data = bytearray(valid)
-    insertions = [b"[", b"{", b'"', b"\x00", b"\xff\xfe", b"9" * 150, b"\\u0000",
-                  b"\\ud800", b"[" * 100, b'"choices": null, ']  # fmt: skip
-    for _ in range(draw(st.integers(1, 4))):
-        operation = draw(st.sampled_from(["flip", "insert", "delete", "repeat", "cut"]))
-        at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if operation == "flip" and data:
-            data[at] = draw(st.integers(0, 255))
-        elif operation == "insert":
-            data[at:at] = draw(st.sampled_from(insertions))
-        elif operation == "delete":
-            del data[at : at + draw(st.integers(1, 32))]
-        elif operation == "repeat":
-            data[at:at] = bytes(data[at : at + draw(st.integers(1, 64))]) * draw(st.integers(2, 50))
-        else:
-            del data[at:]
-    return bytes(data)
-
-
 def test_mutations_of_a_valid_reply_never_hurt_the_server(rig: Rig) -> None:
     """Hypothesis mutations of a chat completion: an answer or a clear error, every time."""
 
@@ -214,7 +191,7 @@ def test_mutations_of_a_valid_reply_never_hurt_the_server(rig: Rig) -> None:
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(body=mutated(json.dumps(GOOD).encode()))
+    @given(body=mutated(json.dumps(GOOD).encode(), JSON_INSERTIONS))
     def one(body: bytes) -> None:
         rig.upstream.set_raw_reply(body)
         rig.watch.reset()

@@ -11,17 +11,22 @@ from __future__ import annotations
 import functools
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import strategies as st
+
 __all__ = [
+    "JSON_INSERTIONS",
     "MB",
+    "XML_INSERTIONS",
     "Case",
     "billion_laughs",
     "deep_json",
     "gzip_bomb",
     "json_cases",
+    "mutated",
     "xml_cases",
     "xxe",
 ]
@@ -156,3 +161,31 @@ def xml_cases(valid: bytes) -> list[Case]:
         Case("nul-bytes", valid[:60] + b"\x00" + valid[60:], "not well-formed"),
         Case("not-xml", b"\x00\x01 this is not a feed {]", "not well-formed"),
     ]
+
+
+#: What :func:`mutated` may insert into JSON and into XML: the seeds of the hand-written cases.
+JSON_INSERTIONS = (b"[", b"{", b'"', b"\x00", b"\xff\xfe", b"9" * 150, b"\\u0000",
+                   b"\\ud800", b"[" * 100, b'"choices": null, ')  # fmt: skip
+XML_INSERTIONS = (b"<", b"&", b"\x00", b"\xff\xfe", b"]]>", b"<!ENTITY x 'y'>", b"<x>" * 200,
+                  b"&nbsp;", b"&#0;")  # fmt: skip
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: bytes, insertions: Sequence[bytes]) -> bytes:
+    """Hypothesis: ``valid`` with one to four bytes flipped, runs inserted (from
+    ``insertions``), deleted or repeated, or the end cut off."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 4))):
+        operation = draw(st.sampled_from(["flip", "insert", "delete", "repeat", "cut"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if operation == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif operation == "insert":
+            data[at:at] = draw(st.sampled_from(list(insertions)))
+        elif operation == "delete":
+            del data[at : at + draw(st.integers(1, 32))]
+        elif operation == "repeat":
+            data[at:at] = bytes(data[at : at + draw(st.integers(1, 64))]) * draw(st.integers(2, 50))
+        else:
+            del data[at:]
+    return bytes(data)

@@ -253,14 +253,20 @@ class FaultyUpstream:
         else:
             self._send(handler, normal)
 
+    @staticmethod
+    def _headers(handler: BaseHTTPRequestHandler, reply: Reply, *, close: bool = False) -> None:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        if close:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+
     def _drip(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", reply.content_type)
-            handler.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
+            self._headers(handler, reply)
             handler.wfile.flush()
             for start in range(0, len(reply.body), self.drip_bytes):
                 if self.on_drip is not None:
@@ -272,17 +278,12 @@ class FaultyUpstream:
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
 
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, reply: Reply, *, truncate: bool = False) -> None:
+    @classmethod
+    def _send(
+        cls, handler: BaseHTTPRequestHandler, reply: Reply, *, truncate: bool = False
+    ) -> None:
         try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", reply.content_type)
-            handler.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            if truncate:
-                handler.send_header("Connection", "close")
-            handler.end_headers()
+            cls._headers(handler, reply, close=truncate)
             if truncate:
                 handler.wfile.write(reply.body[: max(1, len(reply.body) // 2)])
                 handler.wfile.flush()

@@ -139,13 +139,18 @@ def _checked(response: Any, body: bytearray, limits: ReplyLimits) -> Any:
     )
 
 
+def _asking_only_for_ours(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The client's keyword arguments with ``Accept-Encoding`` set to what BoundedBody reads."""
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
+    return {**kwargs, "headers": headers}
+
+
 class BoundedAsyncClient(openai.DefaultAsyncHttpxClient):
     """The SDK's async client, reading every reply within ``limits`` and ``deadline``."""
 
     def __init__(self, *, limits: ReplyLimits, deadline: float, **kwargs: Any) -> None:
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
-        super().__init__(headers=headers, **kwargs)
+        super().__init__(**_asking_only_for_ours(kwargs))
         self.reply_limits = limits
         self.deadline = deadline
 
@@ -173,9 +178,7 @@ class BoundedClient(openai.DefaultHttpxClient):
     at most one read timeout after the deadline)."""
 
     def __init__(self, *, limits: ReplyLimits, deadline: float, **kwargs: Any) -> None:
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
-        super().__init__(headers=headers, **kwargs)
+        super().__init__(**_asking_only_for_ours(kwargs))
         self.reply_limits = limits
         self.deadline = deadline
 
