@@ -79,7 +79,7 @@ def entries_of(
 ) -> tuple[str, list[PulseEntry], int]:
     """feedparser's part of :func:`parse_feed`, on a document already checked: what the
     worker process runs. ``shown_url`` is ``feed_url`` redacted, for messages."""
-    import feedparser
+    import feedparser  # type: ignore[import-untyped]
 
     parsed = feedparser.parse(
         body,
