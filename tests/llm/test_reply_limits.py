@@ -163,3 +163,37 @@ def test_limits_come_from_the_settings(tmp_path: Any) -> None:
         )
     )
     assert ReplyLimits.from_settings(object()).json.max_bytes == 2 * MB
+
+
+async def test_a_reply_over_a_limit_counts_against_the_chat_breaker(
+    openai_upstream: OpenAIUpstream, tmp_path: Any
+) -> None:
+    """Through the dashboard: the chat error names the limit and carries its fields, and the
+    three refused attempts (one call, two retries) open the chat breaker, as the upstream's
+    fault; the socket-free REST answer is the fallback."""
+    from support.jupiter_app import ADMIN, fast_settings, running_app
+
+    settings = fast_settings(
+        tmp_path,
+        llm_provider="openai",
+        llm_base_url=openai_upstream.base_url,
+        llm_api_key=KEY,
+        llm_model="gpt-test",
+        breaker_failure_threshold=3,
+    )
+    deep = b"[" * 40 + b"]" * 40
+    openai_upstream.set_raw_reply(deep)
+    async with running_app(settings) as (_app, client):
+        reply = (await client.post("/api/chat", json={"message": "hi"}, headers=ADMIN)).json()
+        status = (await client.get("/api/feature-status", headers=ADMIN)).json()
+    error = reply["error"]
+    assert reply["is_error"] is True
+    assert error["type"] == "bad_upstream_response"
+    assert error["message"] == (
+        "The chat service sent an answer over a limit: the LLM reply: nesting depth is over "
+        "the limit of 32 (at $" + "[0]" * 32 + ")"
+    )
+    assert error["limit"] == "max_depth"
+    assert error["maximum"] == 32
+    assert len(openai_upstream.completion_requests) == 3
+    assert status["grok_chat"]["circuit_breaker"] == "open"
