@@ -175,6 +175,46 @@ class Settings(BaseSettings):
     pulse_feeds: list[str] = Field(default_factory=list)
     pulse_refresh_seconds: float = Field(default=300.0, ge=0)
 
+    # --- threat intelligence / LLM: parsing limits ---
+    # Every document from outside is parsed within these; going over one fails that source
+    # (named limit and JSON path or XML line in its status), stores nothing from the document
+    # and keeps serving the last good data. Bytes are counted after gzip/deflate decoding.
+    # One KEV catalog, STIX bundle, TAXII page or intel file (the 2025 KEV catalog is 1.3 MB).
+    intel_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    intel_max_depth: int = Field(default=64, ge=8, le=256)  # STIX needs about 8
+    intel_max_string_chars: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Digits of one number: far below the 4,300 at which Python's int() refuses.
+    intel_max_number_chars: int = Field(default=100, ge=20, le=4000)
+    # Every JSON value counts (the KEV catalog has about 25,000).
+    intel_max_values: int = Field(default=2_000_000, ge=1000, le=50_000_000)
+    # KEV records, STIX objects, or TAXII objects over all pages, per source.
+    intel_max_items: int = Field(default=100_000, ge=10, le=10_000_000)
+    intel_max_taxii_pages: int = Field(default=1000, ge=1, le=100_000)
+    # The whole fetch of one source (every read, every TAXII page), not each read: a server
+    # dripping a byte at a time is cut off here (at most one intel_timeout_seconds later).
+    intel_max_fetch_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # Checking and normalising one source's objects (stix2 takes about 0.6 ms per object).
+    intel_max_parse_seconds: float = Field(default=120.0, gt=0, le=3600)
+    # One RSS/Atom document; then the XML's nesting, elements, attribute and text sizes.
+    pulse_max_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    pulse_max_depth: int = Field(default=64, ge=8, le=256)
+    pulse_max_elements: int = Field(default=50_000, ge=100, le=5_000_000)
+    pulse_max_attribute_chars: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    pulse_max_text_chars: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    pulse_max_entries: int = Field(default=1000, ge=1, le=100_000)
+    # feedparser runs in a worker process that is killed past this (and past its memory cap).
+    pulse_max_parse_seconds: float = Field(default=10.0, gt=0, le=600)
+    pulse_parser_max_memory_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=256 * 1024 * 1024, le=64 * 1024 * 1024 * 1024
+    )
+    # One chat reply from the LLM: its bytes, JSON nesting, each string (so the reply text),
+    # each number, and its number of values. llm_timeout_seconds bounds its total time.
+    llm_max_reply_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=256 * 1024 * 1024)
+    llm_max_reply_depth: int = Field(default=32, ge=8, le=256)
+    llm_max_reply_chars: int = Field(default=200_000, ge=1000, le=64 * 1024 * 1024)
+    llm_max_reply_number_chars: int = Field(default=100, ge=20, le=4000)
+    llm_max_reply_values: int = Field(default=20_000, ge=100, le=10_000_000)
+
     @model_validator(mode="after")
     def _error_history_covers_the_window(self) -> Settings:
         """The chart history cannot be shorter than the error window it extends."""

@@ -942,15 +942,23 @@ class JupiterDashboard:
         """The standard error fields for a failed chat (type, message, recoverable, ...)."""
         if exc is not None and _is_bad_upstream_reply(exc):
             # A broken body from the upstream is its transient fault, not the user's.
-            return build_error_response(
+            limit = getattr(exc, "limit", None)
+            message = "The chat service sent an unreadable answer."
+            if limit is not None:
+                # Which of Jupiter's reply limits it broke, and where (no reply text).
+                message = f"The chat service sent an answer over a limit: {limit}"
+            error = build_error_response(
                 exc,
                 status_code=502,
                 error_type="bad_upstream_response",
-                message="The chat service sent an unreadable answer.",
+                message=message,
                 suggestion="This is usually temporary; try again shortly.",
                 recoverable=True,
                 clock=self.clock,
             )["error"]
+            if limit is not None:
+                error.update(limit.to_dict())
+            return error
         return build_error_response(exc or "chat failed", clock=self.clock)["error"]
 
     # ----- threats and pulse -----
@@ -976,6 +984,10 @@ class JupiterDashboard:
 
     async def get_pulse(self) -> tuple[bool, dict[str, Any]]:
         return await self._call_component("community_pulse", "get_pulse", "📡 pulse")
+
+    async def refresh_pulse(self) -> tuple[bool, dict[str, Any]]:
+        """:meth:`get_pulse` after fetching every feed now, whatever its age (admin)."""
+        return await self._call_component("community_pulse", "refresh", "📡 pulse refresh")
 
     async def _call_component(
         self, name: str, method: str, what: str, *args: Any
