@@ -322,6 +322,64 @@ def bench_record_error(cfg: Config) -> Row:
     return row
 
 
+def bench_record_error_durable(cfg: Config) -> list[Row]:
+    """``record_error`` through the dashboard with the journal on (aggregator, writer queue,
+    journal buffer), against the core's ``record_error`` alone in the same run; then the same
+    with the journal write a request's acknowledgement adds (encode + one ``os.write``)."""
+    import tempfile
+
+    from jupiter.service.dashboard import JupiterDashboard
+    from jupiter.settings import Settings
+    from jupiter.storage.journal import Journal, before_acknowledge
+
+    context = {"endpoint": "/api/chat"}
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(data_dir=Path(data_dir), llm_provider="offline")
+        dashboard = JupiterDashboard(settings, clock=FakeClock())
+        dashboard.writer._max_pending = 10 * cfg.loops  # the writer thread is not running here
+        journal = Journal(Path(data_dir) / "journal", flush_interval=None)
+        dashboard.writer.open_journal(journal)
+        core = ErrorAggregator(window_minutes=60, clock=FakeClock())
+
+        def drained(loop: Callable[[int], None]) -> Callable[[int], None]:
+            def run(n: int) -> None:
+                loop(n)
+                # Outside what is compared: the queue the writer thread would have committed.
+                dashboard.writer._pending.clear()
+                journal.buffer.clear()
+
+            return run
+
+        def through_dashboard(n: int) -> None:
+            record = dashboard.record_error
+            for _ in range(n):
+                record("api_failure", "Connection timeout", context)
+
+        def acknowledged_each(n: int) -> None:
+            record = dashboard.record_error
+            for _ in range(n):
+                record("api_failure", "Connection timeout", context)
+                before_acknowledge()
+
+        def core_only(n: int) -> None:
+            record = core.record_error
+            for _ in range(n):
+                record("api_failure", "Connection timeout", context)
+
+        bare = median_ns_per_call(core_only, cfg)
+        ours = median_ns_per_call(drained(through_dashboard), cfg)
+        row = Row("record_error via dashboard, journal on", "ns/call", ours, bare=bare)
+        row.target = f"<= 2,000 ns ({ours / bare:.2f}x the core's record_error alone)"
+        row.passed = ours <= 2000
+        # Each record written on its own, as when every request records one error and answers.
+        written = median_ns_per_call(drained(acknowledged_each), cfg)
+        ack = Row("  + journal write per record (ack)", "ns/call", written, bare=bare)
+        ack.target = f"informative ({written / bare:.2f}x core; the HTTP response costs ~1 ms)"
+        journal.close()
+        dashboard.database.dispose()
+    return [row, ack]
+
+
 def bench_error_stats(cfg: Config) -> list[Row]:
     n = cfg.aggregate_errors
     types = [f"type_{i}" for i in range(20)]
@@ -389,6 +447,7 @@ CASES: list[Callable[[Config], Row | list[Row]]] = [
     bench_threads,
     bench_lock_not_held,
     bench_record_error,
+    bench_record_error_durable,
     bench_error_stats,
     bench_rejection_leak,
 ]

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import math
 import pathlib
 import re
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
@@ -34,16 +36,17 @@ __all__ = [
     "ws_max_frame_bytes",
 ]
 
-#: The largest WebSocket frame uvicorn accepts; above it the server closes the socket with code
-#: 1009 (message too big) before the app sees the frame. The app's own limit
-#: (``JUPITER_WS_MAX_MESSAGE_BYTES``, 16 KiB by default, at most 1 MiB) is kept well below it,
-#: so a message that is merely too long gets an ``error`` event and the socket stays open.
+#: The default largest WebSocket frame uvicorn accepts (``JUPITER_WS_MAX_FRAME_BYTES``); above
+#: it the server closes the socket with code 1009 (message too big) before the app sees the
+#: frame. The app's own limit (``JUPITER_WS_MAX_MESSAGE_BYTES``, 16 KiB by default, at most
+#: 1 MiB) is kept well below it, so a message that is merely too long gets an ``error`` event
+#: and the socket stays open.
 WS_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 def ws_max_frame_bytes(settings: Any) -> int:
-    """uvicorn's ``ws_max_size``: :data:`WS_MAX_FRAME_BYTES`, and at least 4x the app's limit."""
-    return max(WS_MAX_FRAME_BYTES, 4 * int(settings.ws_max_message_bytes))
+    """uvicorn's ``ws_max_size``: the ``ws_max_frame_bytes`` setting."""
+    return int(settings.ws_max_frame_bytes)
 
 
 class SettingsProblem(Exception):
@@ -143,14 +146,77 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _StopSignals:
+    """SIGTERM and SIGINT for ``jupiter serve``, from its first line to its last.
+
+    uvicorn handles both while it serves (graceful shutdown: responses in flight finish, the
+    lifespan flushes the journal and the writer) and afterwards re-raises the signal it caught.
+    Outside that window (imports, settings, binding, and that re-raise) these handlers only
+    note the signal: no ``KeyboardInterrupt`` traceback, no death by SIGTERM before the data is
+    flushed. The exit code is 0 after SIGTERM (a requested stop, what service managers expect)
+    and 130 after Ctrl-C (the shell's convention, 128 + SIGINT).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _note(self, sig: int, _frame: object) -> None:
+        if self.received is None or sig == signal.SIGINT:  # Ctrl-C wins: the user typed it
+            self.received = sig
+
+    def exit_code(self) -> int:
+        return 128 + signal.SIGINT if self.received == signal.SIGINT else 0
+
+    def uvicorn_server(self, config: Any) -> Any:
+        """A ``uvicorn.Server`` that also hears a signal noted just before it took over."""
+        import uvicorn
+
+        stop = self
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                with super().capture_signals():
+                    if stop.received is not None:
+                        self.handle_exit(stop.received, None)
+                    yield
+
+        return Server(config)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    stop = getattr(args, "stop_signals", None)
+    if stop is None:  # called directly, not through main()
+        with _StopSignals() as stop:
+            code = _serve(args, stop)
+    else:
+        code = _serve(args, stop)
+    return stop.exit_code() if stop.received is not None else code
+
+
+def _serve(args: argparse.Namespace, stop: _StopSignals) -> int:
     import uvicorn
 
     from jupiter.private_files import ensure_private_dir
     from jupiter.service.app import create_app
     from jupiter.service.auth import AccessPolicy, is_loopback
     from jupiter.service.logs import configure_logging
+    from jupiter.service.serving import uvicorn_options
     from jupiter.service.tokens import admin_token_for
+    from jupiter.storage.journal import before_acknowledge
 
     settings = load_settings(host=args.host, port=args.port)
     ensure_private_dir(settings.data_dir)
@@ -199,16 +265,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
     app = create_app(settings)
+    # The server's budgets (header size and time, keep-alive, frame size, pings, write stalls):
+    # see jupiter.service.serving and docs/security.md#budgets.
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=port,
         log_config=None,  # our handler (request IDs, JSON, secret scrubbing) is already installed
         access_log=False,  # the request middleware logs each request with its ID
-        ws_max_size=ws_max_frame_bytes(settings),
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if stop.received is not None:  # stopped while starting: nothing was served yet
+        sock.close()
+        return 0
+    try:
+        stop.uvicorn_server(config).run(sockets=[sock])
+    finally:
+        # A second Ctrl-C skips the lifespan's shutdown: still write what the journal holds,
+        # so the next start replays it.
+        before_acknowledge()
     return 0
 
 
@@ -483,10 +559,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["serve"]:
+        # From the first moment: building the parser imports every area, which takes a while.
+        with _StopSignals() as stop:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            args.stop_signals = stop
+            if stop.received is not None:
+                return stop.exit_code()
+            return _run(args)
+    parser = build_parser()
+    return _run(parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     from jupiter.private_files import private_umask
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         # Whatever a command creates (the database and its -wal/-shm, spools, caches, token
         # files) is readable by its owner only; restored afterwards for in-process callers.
@@ -496,6 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in problem.lines:
             print(line, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in a command that does not handle it: no traceback
+        print("jupiter: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ LIMIT_DESCRIPTIONS: dict[str, str] = {
     "max_text_chars": "text length in characters",
     "max_seconds": "parse time in seconds",
     "max_items": "number of items",
+    "max_pages": "number of pages",
+    "max_entries": "number of entries",
+    "max_fetch_seconds": "time to fetch in seconds",
+    "max_memory_bytes": "memory in bytes",
 }
 
 
@@ -97,6 +101,10 @@ class InputLimitError(ValueError):
         text = f"{self.what}: {measure}{seen} is over the limit of {_number(self.maximum)}"
         where = self.location_text()
         return f"{text} (at {where})" if where else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so a parser run in a worker process can send its error back whole.
+        return (_restore, (type(self), self.args, self.__dict__))
 
     def location_text(self) -> str:
         """``$.a[1].b`` or ``line 3, column 7``; empty when the position is not known."""
@@ -146,6 +154,18 @@ class InvalidInputError(ValueError):
         where = f" at line {line}, column {column}" if line is not None else ""
         super().__init__(f"{what} is not {self.wording}: {message}{where}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so a parser run in a worker process can send its error back whole.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+    """Rebuild a limit or input error from its fields, without calling its ``__init__``."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidJsonError(InvalidInputError):
     """The text is not JSON, or not UTF-8."""
@@ -162,6 +182,9 @@ class InvalidXmlError(InvalidInputError):
 class UnsafeXmlError(InvalidXmlError):
     """The document declares entities or reaches outside itself (billion laughs, XXE).
     Refused, never expanded."""
+
+    # Such a document may well be well-formed: the message says what is wrong with it.
+    wording = "XML Jupiter accepts"
 
 
 def _number(value: float) -> str:
@@ -294,7 +317,9 @@ def parse_json(
         if size > limits.max_bytes:  # before decoding: nothing over the limit is copied
             raise InputLimitError("max_bytes", limits.max_bytes, what=what, actual=size)
         try:
-            text = bytes(data).decode("utf-8")
+            # str(buffer, codec) decodes bytes, bytearray and memoryview alike without first
+            # copying them: a document near the byte limit is held twice, not three times.
+            text = str(data, "utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidJsonError(
                 f"the bytes are not UTF-8 (at byte {exc.start})", what=what
@@ -512,7 +537,7 @@ def check_xml(
     parser.ExternalEntityRefHandler = refuse_external
     parser.StartDoctypeDeclHandler = doctype
     try:
-        parser.Parse(bytes(data), True)
+        parser.Parse(data, True)  # any bytes-like object, uncopied
     except expat.ExpatError as exc:
         raise InvalidXmlError(
             expat.ErrorString(exc.code), what=what, line=exc.lineno, column=exc.offset + 1

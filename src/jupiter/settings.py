@@ -83,6 +83,95 @@ class Settings(BaseSettings):
     # /readyz reports the background writer not ready once its writes have failed this long.
     storage_stuck_after_seconds: float = Field(default=30.0, ge=0, le=86_400)
 
+    # --- budgets: bodies, time, sockets (every one is listed in docs/security.md#budgets) ---
+    # JSON request bodies (every route but the scan upload, which has scan_max_upload_bytes):
+    # at most this many bytes, read and counted before the route sees any of it...
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # ...then parsed within these limits (jupiter.limits.JsonLimits) before the route parses it.
+    http_json_max_depth: int = Field(default=32, ge=2, le=1000)
+    http_json_max_values: int = Field(default=10_000, ge=16, le=1_000_000)
+    http_json_max_string_chars: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    http_json_max_number_chars: int = Field(default=100, ge=24, le=4000)
+    # A request body (JSON or upload) must keep arriving: after a grace period, at least this
+    # many bytes per second on average, and all of it within the total; else 408. So one client
+    # cannot hold a request slot for ever by trickling a body.
+    http_body_grace_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_body_min_bytes_per_second: int = Field(default=16 * 1024, ge=1, le=1024 * 1024 * 1024)
+    http_body_max_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    # Time for an API route to answer (not the scan upload, not the socket); past it the
+    # handler is cancelled and the client gets 504. Chat's own LLM timeout is llm_timeout_seconds.
+    http_request_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # The request head: its total size (the server refuses more with 400) and header count (431).
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_max_headers: int = Field(default=100, ge=16, le=10_000)
+    # A request head must arrive whole within this time from its first byte, or from the
+    # connection's start (slowloris); an idle keep-alive connection is closed after the other.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # A peer that takes none of what we write for this long is disconnected (HTTP and sockets):
+    # its unread data would otherwise sit in our buffers as long as it keeps the TCP open.
+    write_stall_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The kernel's send buffer per connection (SO_SNDBUF). Left to itself Linux grows it to
+    # 4 MB for a peer that does not read; this caps what one connection can park there.
+    socket_send_buffer_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=16 * 1024 * 1024)
+    # Requests in progress at once (over: 503), and from one client address (over: 429).
+    max_concurrent_requests: int = Field(default=256, ge=1, le=100_000)
+    max_concurrent_requests_per_client: int = Field(default=64, ge=1, le=100_000)
+    # Open sockets at once, and from one client address (over: accepted, then closed with 1013).
+    max_websockets: int = Field(default=512, ge=1, le=100_000)
+    max_websockets_per_client: int = Field(default=32, ge=1, le=100_000)
+    # The server refuses a WebSocket frame over this (close 1009) before buffering it; it must
+    # be at least ws_max_message_bytes, so a merely long message gets an ``error`` event instead.
+    ws_max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Socket messages are parsed within these (and ws_max_message_bytes).
+    ws_json_max_depth: int = Field(default=16, ge=4, le=1000)
+    ws_json_max_values: int = Field(default=2000, ge=16, le=1_000_000)
+    # Every frame (not only chat) takes a token: a burst, refilled per second. Over it, frames
+    # are dropped and one ``rate_limited`` error per interval says so; this many dropped frames
+    # within the window close the socket with 1008.
+    ws_frame_burst: int = Field(default=60, ge=1, le=100_000)
+    ws_frames_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    ws_flood_notice_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    ws_flood_close_drops: int = Field(default=600, ge=1, le=10_000_000)
+    ws_flood_close_window_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Requests (chat, threats, pulse) one socket may have in progress at once.
+    ws_max_pending_requests: int = Field(default=8, ge=1, le=1000)
+    # Each socket's outgoing queue, in messages and bytes. Broadcasts drop the oldest queued
+    # broadcast; a direct reply that does not fit closes the socket with 1008 ("too slow").
+    ws_send_queue_messages: int = Field(default=256, ge=8, le=100_000)
+    ws_send_queue_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # Keep-alive pings; a socket that does not answer one in time is closed by the server.
+    ws_ping_interval_seconds: float = Field(default=20.0, gt=0, le=3600)
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _frame_limit_covers_the_message_limit(self) -> Settings:
+        """A frame limit under the message limit would close sockets for ordinary messages."""
+        if self.ws_max_frame_bytes < self.ws_max_message_bytes:
+            raise ValueError(
+                f"ws_max_frame_bytes ({self.ws_max_frame_bytes}) must be >= "
+                f"ws_max_message_bytes ({self.ws_max_message_bytes})"
+            )
+        return self
+
+    # --- durability: journal ---
+    # Every error, state change and chat turn is appended to a journal in data_dir/journal
+    # before the client is answered, and replayed at start: a kill -9 loses nothing that was
+    # acknowledged (docs/security.md, "Durability"). Off: a kill -9 loses what the background
+    # writer had not committed yet (up to storage_flush_interval_seconds).
+    journal_enabled: bool = True
+    # Records no client is waiting on (a breaker tripping in the background) reach the journal
+    # within this; records a response or socket event reports on are written before it.
+    journal_flush_interval_seconds: float = Field(default=0.05, gt=0, le=5)
+    # fsync every journal write: survives a power loss too, at the disk's flush latency added to
+    # every acknowledged write. Off: survives the death of the process, not of the machine.
+    journal_fsync: bool = False
+    # The journal's bound while the database is down or slow; past it records are kept in
+    # memory only (not crash-safe), counted and reported on /readyz and /metrics.
+    journal_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
+    # One segment file's size; a segment is deleted once the database has all its records.
+    journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=1024**3)
+
     # --- LLM chat ---
     llm_provider: Literal["auto", "grok", "openai", "ollama", "offline"] = "auto"
     llm_model: str | None = None
@@ -107,6 +196,46 @@ class Settings(BaseSettings):
     pulse_feeds: list[str] = Field(default_factory=list)
     pulse_refresh_seconds: float = Field(default=300.0, ge=0)
 
+    # --- threat intelligence / LLM: parsing limits ---
+    # Every document from outside is parsed within these; going over one fails that source
+    # (named limit and JSON path or XML line in its status), stores nothing from the document
+    # and keeps serving the last good data. Bytes are counted after gzip/deflate decoding.
+    # One KEV catalog, STIX bundle, TAXII page or intel file (the 2025 KEV catalog is 1.3 MB).
+    intel_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    intel_max_depth: int = Field(default=64, ge=8, le=256)  # STIX needs about 8
+    intel_max_string_chars: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Digits of one number: far below the 4,300 at which Python's int() refuses.
+    intel_max_number_chars: int = Field(default=100, ge=20, le=4000)
+    # Every JSON value counts (the KEV catalog has about 25,000).
+    intel_max_values: int = Field(default=2_000_000, ge=1000, le=50_000_000)
+    # KEV records, STIX objects, or TAXII objects over all pages, per source.
+    intel_max_items: int = Field(default=100_000, ge=10, le=10_000_000)
+    intel_max_taxii_pages: int = Field(default=1000, ge=1, le=100_000)
+    # The whole fetch of one source (every read, every TAXII page), not each read: a server
+    # dripping a byte at a time is cut off here (at most one intel_timeout_seconds later).
+    intel_max_fetch_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # Checking and normalising one source's objects (stix2 takes about 0.6 ms per object).
+    intel_max_parse_seconds: float = Field(default=120.0, gt=0, le=3600)
+    # One RSS/Atom document; then the XML's nesting, elements, attribute and text sizes.
+    pulse_max_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    pulse_max_depth: int = Field(default=64, ge=8, le=256)
+    pulse_max_elements: int = Field(default=50_000, ge=100, le=5_000_000)
+    pulse_max_attribute_chars: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    pulse_max_text_chars: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    pulse_max_entries: int = Field(default=1000, ge=1, le=100_000)
+    # feedparser runs in a worker process that is killed past this (and past its memory cap).
+    pulse_max_parse_seconds: float = Field(default=10.0, gt=0, le=600)
+    pulse_parser_max_memory_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=256 * 1024 * 1024, le=64 * 1024 * 1024 * 1024
+    )
+    # One chat reply from the LLM: its bytes, JSON nesting, each string (so the reply text),
+    # each number, and its number of values. llm_timeout_seconds bounds its total time.
+    llm_max_reply_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=256 * 1024 * 1024)
+    llm_max_reply_depth: int = Field(default=32, ge=8, le=256)
+    llm_max_reply_chars: int = Field(default=200_000, ge=1000, le=64 * 1024 * 1024)
+    llm_max_reply_number_chars: int = Field(default=100, ge=20, le=4000)
+    llm_max_reply_values: int = Field(default=20_000, ge=100, le=10_000_000)
+
     @model_validator(mode="after")
     def _error_history_covers_the_window(self) -> Settings:
         """The chart history cannot be shorter than the error window it extends."""
@@ -118,6 +247,16 @@ class Settings(BaseSettings):
                 )
             # Only the window was configured: stretch the default history to cover it.
             self.error_history_minutes = self.error_window_minutes
+        return self
+
+    @model_validator(mode="after")
+    def _journal_segment_fits(self) -> Settings:
+        """A segment larger than the journal's bound could never be written whole."""
+        if self.journal_segment_bytes > self.journal_max_bytes:
+            raise ValueError(
+                f"journal_segment_bytes ({self.journal_segment_bytes}) must be <= "
+                f"journal_max_bytes ({self.journal_max_bytes})"
+            )
         return self
 
     @field_validator("log_level", mode="before")

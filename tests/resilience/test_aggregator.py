@@ -424,6 +424,36 @@ def test_removed_listeners_are_not_called():
     assert seen == []
 
 
+def test_entry_listeners_get_the_stored_values_without_a_record_dict():
+    """add_entry_listener: (Unix seconds, type, message, context) as stored, redacted, in
+    order; a failing one is logged and neither recording nor the other listeners stop."""
+    clock = aligned_clock()
+    aggregator = ErrorAggregator(clock=clock)
+    seen: list[tuple[float, str, str, object]] = []
+    records: list[dict[str, object]] = []
+
+    def broken(*entry: object) -> None:
+        raise RuntimeError("journal full, token=hunter2")
+
+    aggregator.add_entry_listener(broken)
+    aggregator.add_entry_listener(lambda *entry: seen.append(entry))  # type: ignore[arg-type]
+    aggregator.add_listener(records.append)
+    aggregator.record_error("a", "password=hunter2", {"k": 1})
+    clock.advance(1.5)
+    aggregator.record_error("b", "two")
+    assert [(t, m, c) for _, t, m, c in seen] == [
+        ("a", "password=[REDACTED]", {"k": 1}),
+        ("b", "two", None),
+    ]
+    assert seen[1][0] - seen[0][0] == pytest.approx(1.5)
+    assert [r["message"] for r in records] == ["password=[REDACTED]", "two"]
+    aggregator.remove_entry_listener(broken)
+    aggregator.remove_entry_listener(print)
+    aggregator.record_error("c", "three")
+    assert len(seen) == 3
+    assert aggregator.get_error_stats()["total_errors"] == 3
+
+
 # --------------------------------------------------------------------------- restore
 
 

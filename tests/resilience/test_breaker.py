@@ -60,6 +60,39 @@ def test_opens_at_the_threshold(clock: FakeClock) -> None:
     assert calls == []
 
 
+def test_failures_while_open_are_those_that_opened_it(clock: FakeClock) -> None:
+    """Open never reads 0 failures: it shows what opened it, and each failed trial adds one."""
+    breaker = CircuitBreaker(failure_threshold=3, timeout=30, clock=clock)
+    trip(breaker, 2)
+    assert breaker.failures == 2
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    assert (breaker.failures, breaker.snapshot()["failures"]) == (3, 3)
+    assert breaker.consecutive_failures == 0  # the count toward opening starts again
+    clock.advance(30)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.failures == 0  # half-open counts its trials afresh
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.failures == 4
+    breaker.reset()
+    assert breaker.failures == 0
+    breaker.force_open()
+    assert breaker.failures == 0  # isolated by hand, nothing failed: is_forced_open says why
+
+
+def test_failures_while_open_on_a_failure_rate_window(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(
+        failure_rate_threshold=0.5, window_size=10, minimum_calls=4, clock=clock
+    )
+    breaker.call(ok)
+    trip(breaker, 2)
+    assert breaker.failures == 2
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.failures == 3
+
+
 def test_goes_half_open_after_the_timeout(clock: FakeClock) -> None:
     """Reading the state once timeout has elapsed reports HALF_OPEN, not a moment before."""
     breaker = CircuitBreaker(failure_threshold=1, timeout=30, clock=clock)

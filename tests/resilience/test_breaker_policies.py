@@ -289,6 +289,18 @@ def test_transitions_are_saved_to_the_store(clock: FakeClock) -> None:
     assert store.names() == ["intel"]
 
 
+def test_a_resumed_open_circuit_keeps_the_failures_that_opened_it(clock: FakeClock) -> None:
+    store = InMemoryBreakerStateStore()
+    first = CircuitBreaker(failure_threshold=2, timeout=30, name="chat", store=store, clock=clock)
+    run(first, "ff")
+    record = store.load("chat")
+    assert record is not None
+    assert record.failures == 2
+    second = CircuitBreaker(failure_threshold=2, timeout=30, name="chat", store=store, clock=clock)
+    assert second.state is CircuitState.OPEN
+    assert second.failures == 2
+
+
 def test_a_new_breaker_resumes_an_open_circuit_from_the_store(clock: FakeClock) -> None:
     """A breaker built on a store that says OPEN starts open with the remaining time."""
     store = InMemoryBreakerStateStore()

@@ -109,12 +109,29 @@ async def test_force_open_then_reset_each_breaker(api, alias, name):
     reset = await client.post(f"/api/reset-circuit-breaker/{alias}", headers=ADMIN)
     assert reset.status_code == 200
     assert reset.json() == {
+        "success": True,
+        "message": f"Circuit breaker reset for {alias}",
         "name": name,
         "alias": alias,
         "circuit_breaker": "closed",
-        "message": f"circuit breaker for {alias} reset",
     }
     assert app.state.dashboard.breakers[name].state.value == "closed"
+
+
+async def test_an_open_breaker_reports_the_failures_that_opened_it(api):
+    """The seed's feature status never read 0 failures for an open breaker; neither do we."""
+    app, client = api
+    breaker = app.state.dashboard.breakers["grok_chat"]
+
+    def down() -> None:
+        raise ConnectionError("upstream down")
+
+    for _ in range(breaker.options.failure_threshold):
+        with pytest.raises(ConnectionError):
+            breaker.call(down)
+    status = (await client.get("/api/feature-status")).json()["grok_chat"]
+    assert status["circuit_breaker"] == "open"
+    assert status["failures"] == breaker.options.failure_threshold
 
 
 async def test_admin_endpoints_refuse_without_token(api):

@@ -66,6 +66,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/scans"): "analyst",
     ("DELETE", "/api/scans/{scan_id}"): "admin",
     ("POST", "/api/findings/refresh-kev"): "admin",
+    ("POST", "/api/threats/refresh"): "admin",
+    ("POST", "/api/pulse/refresh"): "admin",
     ("POST", "/api/reset-circuit-breaker/{feature}"): "admin",
     ("POST", "/api/breakers/{name}/force-open"): "admin",
     ("POST", "/api/breakers/{name}/reset"): "admin",

@@ -44,6 +44,8 @@ async def test_connect_gets_a_status_update(server):
             "message_too_large",
         ),
         (b"\x00\x01binary", "invalid_message"),
+        # NaN is not JSON (RFC 8259): refused by the bounded parser before any handler sees it.
+        ('{"event":"request_threats","data":{"filters":{"offset":NaN}}}', "malformed_json"),
     ],
 )
 async def test_bad_input_gets_an_error_event_and_the_socket_stays_open(server, frame, error_type):
@@ -280,7 +282,6 @@ def test_docs_show_a_json_example_for_every_event():
         ('{"limit":true}', "limit"),
         ('{"limit":1.5}', "limit"),
         ('{"limit":-1}', "limit"),
-        ('{"offset":NaN}', "offset"),
         ('{"offset":99999999999999999999999}', "offset"),
         ('{"source":[1]}', "source"),
         ('{"query":5}', "query"),

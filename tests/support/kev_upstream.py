@@ -11,7 +11,12 @@ Faults: ``500`` (server error), ``429`` (with ``Retry-After``), ``hang`` (never 
 the fault is cleared or the server stops), ``slow`` (answers after ``slow_seconds``),
 ``malformed`` (a body that is not the format), ``truncated`` (``Content-Length`` promises more
 than is sent, then the connection closes), ``empty`` (a valid document with no records),
-``flapping`` (every other request fails with 500, starting with a failure).
+``flapping`` (every other request fails with 500, starting with a failure), ``drip`` (the
+normal answer, ``drip_bytes`` at a time, ``drip_seconds`` apart, calling ``on_drip`` before
+each piece: a test moves its fake clock there instead of waiting).
+
+Hostile documents are served with :meth:`FaultyUpstream.serve` (any bytes, any headers, e.g.
+``Content-Encoding: gzip`` on a gzip bomb); :mod:`support.hostile` builds them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ __all__ = [
     "kev_record",
 ]
 
-FAULTS = ("500", "429", "hang", "slow", "malformed", "truncated", "empty", "flapping")
+FAULTS = ("500", "429", "hang", "slow", "malformed", "truncated", "empty", "flapping", "drip")
 KEV_PATH = "/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 
 
@@ -65,6 +70,16 @@ class Reply:
 Route = Callable[[RecordedRequest], Reply]
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up on a hostile answer (it refused it after its headers) is
+        # expected here; anything else is still printed.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FaultyUpstream:
     """A threaded HTTP/1.1 server on 127.0.0.1 (free port) whose routes can be made to fail.
 
@@ -82,6 +97,9 @@ class FaultyUpstream:
         self.retry_after: str = "5"
         self.slow_seconds = 0.3
         self.hang_seconds = 30.0
+        self.drip_bytes = 16
+        self.drip_seconds = 0.0
+        self.on_drip: Callable[[], None] | None = None
         self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +109,18 @@ class FaultyUpstream:
     def route(self, path: str, reply: Route | Reply) -> None:
         """Serve ``reply`` (fixed, or computed per request) at ``path``."""
         self._routes[path] = reply if callable(reply) else (lambda _request, _r=reply: _r)
+
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Serve exactly ``body`` at ``path`` (a hostile document, say); returns its URL."""
+        self.route(path, Reply(body, content_type, headers=dict(headers or {})))
+        return self.url_for(path) if self._server is not None else path
 
     def set_fault(
         self,
@@ -159,7 +189,7 @@ class FaultyUpstream:
             def do_GET(self) -> None:
                 upstream._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -218,20 +248,42 @@ class FaultyUpstream:
             self._send(handler, self.empty_reply(parts.path, normal))
         elif fault == "truncated":
             self._send(handler, normal, truncate=True)
+        elif fault == "drip":
+            self._drip(handler, normal)
         else:
             self._send(handler, normal)
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, reply: Reply, *, truncate: bool = False) -> None:
+    def _headers(handler: BaseHTTPRequestHandler, reply: Reply, *, close: bool = False) -> None:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        if close:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+
+    def _drip(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", reply.content_type)
-            handler.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            if truncate:
-                handler.send_header("Connection", "close")
-            handler.end_headers()
+            self._headers(handler, reply)
+            handler.wfile.flush()
+            for start in range(0, len(reply.body), self.drip_bytes):
+                if self.on_drip is not None:
+                    self.on_drip()
+                if self.drip_seconds:
+                    time.sleep(self.drip_seconds)
+                handler.wfile.write(reply.body[start : start + self.drip_bytes])
+                handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
+    @classmethod
+    def _send(
+        cls, handler: BaseHTTPRequestHandler, reply: Reply, *, truncate: bool = False
+    ) -> None:
+        try:
+            cls._headers(handler, reply, close=truncate)
             if truncate:
                 handler.wfile.write(reply.body[: max(1, len(reply.body) // 2)])
                 handler.wfile.flush()

@@ -18,7 +18,9 @@ HTTP date); ``401`` (the body echoes the presented key, as a careless upstream m
 redaction is tested); ``hang`` (holds the request until :meth:`release`, :meth:`stop` or
 ``hang_seconds``); ``slow`` (answers after ``delay`` seconds); ``malformed`` (a 200 whose body is
 not JSON); ``bad_shape`` (a 200 JSON object that is not a chat completion); ``flapping`` (cycles
-through ``pattern``, by default a 500 then a success).
+through ``pattern``, by default a 500 then a success); ``raw`` (exactly the bytes, status and
+headers given to :meth:`OpenAIUpstream.set_raw_reply`, optionally dripped a few bytes at a time:
+hostile replies such as a gzip bomb, deep nesting or a slow drip).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import pytest
 
 FAULTS = frozenset(
-    {"ok", "500", "503", "429", "401", "hang", "slow", "malformed", "bad_shape", "flapping"}
+    {"ok", "500", "503", "429", "401", "hang", "slow", "malformed", "bad_shape", "flapping", "raw"}
 )
 
 
@@ -76,6 +78,11 @@ class _State:
     reply: str | None = None
     model: str | None = None
     flap: Iterator[str] = field(default_factory=lambda: itertools.cycle(("500", "ok")))
+    raw_body: bytes = b""
+    raw_status: int = 200
+    raw_headers: dict[str, str] = field(default_factory=dict)
+    drip_bytes: int | None = None
+    drip_seconds: float = 0.0
 
 
 class OpenAIUpstream:
@@ -183,6 +190,27 @@ class OpenAIUpstream:
             self._state.reply = content
             self._state.model = model
 
+    def set_raw_reply(
+        self,
+        body: bytes,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        drip_bytes: int | None = None,
+        drip_seconds: float = 0.0,
+    ) -> None:
+        """Make completions answer exactly ``body`` (fault ``raw``): ``headers`` may set
+        ``Content-Type`` or ``Content-Encoding``; with ``drip_bytes``, the body is sent that
+        many bytes at a time, ``drip_seconds`` apart."""
+        with self._lock:
+            self._state.fault = "raw"
+            self._state.raw_body = body
+            self._state.raw_status = status
+            self._state.raw_headers = {"Content-Type": "application/json", **(headers or {})}
+            self._state.drip_bytes = drip_bytes
+            self._state.drip_seconds = drip_seconds
+            self._release.set()
+
     def release(self) -> None:
         """Let every hung request finish (they then answer 504)."""
         self._release.set()
@@ -230,6 +258,13 @@ class _Server(ThreadingHTTPServer):
     # The stdlib default backlog of 5 resets connections when tests fire many requests at once.
     request_queue_size = 128
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up on a hostile reply (it refused it early) is expected here.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _format_number(value: float | str) -> str:
@@ -296,6 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(504, _error("released after hanging", "server_error", None))
         elif fault == "malformed":
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ', "json")
+        elif fault == "raw":
+            self._send_dripped(state)
         elif fault == "bad_shape":
             self._send_json(200, {"id": "chatcmpl-odd", "object": "chat.completion", "result": 1})
         else:
@@ -319,6 +356,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         return body
+
+    def _send_dripped(self, state: _State) -> None:
+        body, step = state.raw_body, state.drip_bytes or len(state.raw_body) or 1
+        try:
+            self.send_response(state.raw_status)
+            for name, value in state.raw_headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            for start in range(0, len(body), step):
+                if state.drip_seconds and start:
+                    time.sleep(state.drip_seconds)
+                self.wfile.write(body[start : start + step])
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send_raw(status, json.dumps(payload).encode(), "json", headers)
@@ -346,6 +400,14 @@ def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:
 
 def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "jupiter-tests"}
+
+
+def chat_completion(content: str, *, model: str = "test-model") -> dict[str, Any]:
+    """A well-formed ``chat.completion`` answering ``content`` (for raw and mutated replies)."""
+    return _completion(
+        {"model": model, "messages": [{"role": "user", "content": ""}]},
+        _State(reply=content),
+    )
 
 
 def _completion(request: dict[str, Any], state: _State) -> dict[str, Any]:

@@ -66,6 +66,13 @@ class ServerThread:
         self.port: int = self._sock.getsockname()[1]
         config.setdefault("log_level", "warning")
         config.setdefault("lifespan", "on")
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None:
+            # The same server budgets as `jupiter serve` (frame size, header limits, timeouts).
+            from jupiter.service.serving import uvicorn_options
+
+            for key, value in uvicorn_options(settings).items():
+                config.setdefault(key, value)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, **config)
         )
@@ -144,8 +151,11 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin_token").read_text(encoding="utf-8").strip()
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        """Start (or restart) on the same port and wait until /healthz answers."""
+    def start(self, timeout: float = 90.0, *, wait: bool = True) -> ServerProcess:
+        """Start (or restart) on the same port and wait until /healthz answers (unless
+        ``wait`` is False: then return at once, e.g. to interrupt the start-up itself). A loaded
+        machine can take half a minute to import and build the knowledge base; the wait ends as
+        soon as it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - owned by the process
         cmd = [
@@ -163,6 +173,8 @@ class ServerProcess:
             cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
         log.close()
+        if not wait:
+            return self
         try:
             wait_until_healthy(self.url, timeout, self.process)
         except Exception:

@@ -7,7 +7,7 @@ faults of :mod:`support.kev_upstream`. It speaks the parts of TAXII 2.1 a reader
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from support.kev_upstream import FaultyUpstream, RecordedRequest, Reply
@@ -19,12 +19,23 @@ COLLECTION_ID = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
 
 
 class TaxiiUpstream(FaultyUpstream):
-    """Serves ``objects`` from one collection, ``page_size`` per page at most."""
+    """Serves ``objects`` from one collection, ``page_size`` per page at most.
+
+    Hostile answers: ``collection_reply`` replaces the collection's information, and
+    ``page_replies[n]`` the ``n``-th page of objects (1-based); ``endless`` makes every page
+    say there is more (with the same objects again). ``on_page(n)`` runs before page ``n``
+    is served (a test moves its fake clock there).
+    """
 
     def __init__(self, objects: Sequence[Mapping[str, Any]], *, page_size: int = 2) -> None:
         super().__init__()
         self.objects = [dict(obj) for obj in objects]
         self.page_size = page_size
+        self.collection_reply: Reply | None = None
+        self.page_replies: dict[int, Reply] = {}
+        self.endless = False
+        self.on_page: Callable[[int], None] | None = None
+        self.pages_served = 0
         self.collection_path = f"/taxii2/api1/collections/{COLLECTION_ID}/"
         self.objects_path = self.collection_path + "objects/"
         self.route(self.collection_path, self._collection)
@@ -35,6 +46,8 @@ class TaxiiUpstream(FaultyUpstream):
         return self.url_for(self.collection_path)
 
     def _collection(self, request: RecordedRequest) -> Reply:
+        if self.collection_reply is not None:
+            return self.collection_reply
         info = {
             "id": COLLECTION_ID,
             "title": "Loopback intel",
@@ -47,11 +60,21 @@ class TaxiiUpstream(FaultyUpstream):
     def _objects(self, request: RecordedRequest) -> Reply:
         if "taxii+json" not in request.headers.get("accept", ""):
             return Reply(b'{"title": "not acceptable"}', TAXII_TYPE, status=406)
+        self.pages_served += 1
+        number = self.pages_served
+        if self.on_page is not None:
+            self.on_page(number)
+        if number in self.page_replies:
+            return self.page_replies[number]
         limit = int((request.query.get("limit") or [self.page_size])[0] or self.page_size)
         limit = min(max(limit, 1), self.page_size)
         start = int((request.query.get("next") or ["0"])[0] or 0)
-        page = self.objects[start : start + limit]
-        more = start + limit < len(self.objects)
+        if self.endless:
+            page = self.objects[:limit]
+            more = True
+        else:
+            page = self.objects[start : start + limit]
+            more = start + limit < len(self.objects)
         envelope: dict[str, Any] = {"more": more}
         if page:
             envelope["objects"] = page

@@ -8,17 +8,20 @@ The decisions (``is_retryable``, ``redact_url``, ``describe_error``) are pure; `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from jupiter.bodies import ACCEPT_ENCODING, aread_body
+from jupiter.limits import InputLimitError, InvalidInputError
 from jupiter.resilience import (
     CircuitOpenError,
     Clock,
+    RetryPolicy,
     SystemClock,
     parse_retry_after,
     redact_text,
@@ -26,17 +29,21 @@ from jupiter.resilience import (
 )
 
 from ._errors import IntelSourceError, UpstreamConnectionError, UpstreamHTTPError
+from ._redact import redact_url
 
 __all__ = [
     "GuardedCaller",
     "RetryRunner",
     "ServiceClient",
+    "deadline_check",
     "default_retry",
     "describe_error",
     "get_bytes",
     "is_retryable",
+    "only_transient",
     "parse_retry_after",
     "redact_url",
+    "release_frames",
 ]
 
 T = TypeVar("T")
@@ -56,25 +63,6 @@ class _Aggregator(Protocol):
     def record_error(
         self, error_type: str, message: str, context: dict[str, Any] | None = None
     ) -> Any: ...
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query string or fragment: those are where tokens live."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not parts.netloc:
-        return url.split("?", 1)[0].split("#", 1)[0]
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _redact_text(text: str) -> str:
@@ -137,9 +125,42 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
         return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
     if isinstance(exc, UnicodeDecodeError):
         return "malformed payload: not valid UTF-8"
-    if isinstance(exc, IntelSourceError):
+    if isinstance(exc, InputLimitError | InvalidInputError | IntelSourceError):
+        # Limit errors name the limit and the JSON path or XML line: keep all of it.
         return _redact_text(str(exc))[:500]
     return f"{type(exc).__name__}: {_redact_text(str(exc))[:300]}"
+
+
+def only_transient(policy: RetryPolicy) -> RetryPolicy:
+    """``policy`` retrying only what :func:`is_retryable` calls transient, as well as what it
+    already limited itself to. The dashboard hands every component the same policy, which
+    retries any error; fetching a malformed or over-limit document again only gets it again
+    (and holding each refused attempt until the next one multiplied the memory a document
+    near the limits costs)."""
+    wider = policy.core.is_retryable
+
+    def transient(exc: BaseException) -> bool:
+        return is_retryable(exc) and wider(exc)
+
+    return RetryPolicy(dataclasses.replace(policy.options, exceptions=transient))
+
+
+def release_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of every exception chained to it.
+
+    A parser's frames hold the document (up to the byte limit, and what was built from it)
+    for as long as anything keeps the error, and breakers and retry policies keep the last
+    one: without this a refused 16 MB document stayed in memory until the next failure.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 class ServiceClient:
@@ -192,6 +213,8 @@ class GuardedCaller:
         self._made: dict[str, _Breaker] = {}
         if retry is None:
             retry = default_retry(clock)
+        if isinstance(retry, RetryPolicy):
+            retry = only_transient(retry)
         if hasattr(retry, "call_async"):  # a jupiter.resilience.RetryPolicy
             policy = retry
 
@@ -224,6 +247,25 @@ class GuardedCaller:
         return result
 
 
+def deadline_check(clock: Clock, max_seconds: float | None, what: str) -> Callable[[], None] | None:
+    """A check that raises :class:`InputLimitError` (``max_fetch_seconds``) once
+    ``max_seconds`` have passed on ``clock`` since it was made; None for no deadline.
+
+    Run between reads, it bounds a whole download (a server dripping a byte at a time), where
+    the HTTP client's timeout only bounds each read.
+    """
+    if max_seconds is None:
+        return None
+    limit = max_seconds
+    deadline = clock.monotonic() + limit
+
+    def check() -> None:
+        if clock.monotonic() > deadline:
+            raise InputLimitError("max_fetch_seconds", limit, what=what)
+
+    return check
+
+
 async def get_bytes(
     client: httpx.AsyncClient,
     url: str,
@@ -231,21 +273,24 @@ async def get_bytes(
     clock: Clock = SYSTEM_CLOCK,
     max_bytes: int = 64 * 1024 * 1024,
     headers: dict[str, str] | None = None,
-) -> tuple[bytes, str]:
+    what: str = "the document",
+    max_seconds: float | None = None,
+) -> tuple[bytearray, str]:
     """GET ``url``: ``(body, content_type)``; HTTP errors raise :class:`UpstreamHTTPError`.
 
-    The body is read with a size cap so a runaway upstream cannot exhaust memory.
+    The body is decoded here (gzip, deflate) within ``max_bytes`` *decoded* bytes, in one
+    buffer, so neither a large nor a highly compressed answer can exhaust memory; going over
+    raises :class:`~jupiter.limits.InputLimitError`, as does the whole download taking longer
+    than ``max_seconds`` on ``clock``. Neither is retried: the same document would come back.
     """
     location = redact_url(url)
-    async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+    check = deadline_check(clock, max_seconds, what)
+    request_headers = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+    async with client.stream(
+        "GET", url, headers=request_headers, follow_redirects=True
+    ) as response:
         if response.status_code >= 400:
             retry_after = parse_retry_after(response.headers.get("retry-after"), clock.wall())
             raise UpstreamHTTPError(response.status_code, location, retry_after)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise IntelSourceError(f"{location} sent more than {max_bytes} bytes; refused")
-            chunks.append(chunk)
-        return b"".join(chunks), response.headers.get("content-type", "")
+        body = await aread_body(response, max_bytes=max_bytes, what=what, after_chunk=check)
+        return body, response.headers.get("content-type", "")

@@ -8,14 +8,10 @@ driver that fetches through the breaker and retries, stores, and reports per-fee
 from __future__ import annotations
 
 import asyncio
-import calendar
-import datetime as dt
-import hashlib
 import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,108 +19,27 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from jupiter.limits import InputLimitError
 from jupiter.resilience import Clock
 
 from ._errors import IntelSourceError
-from ._http import describe_error, get_bytes
+from ._feeds import PulseEntry, check_feed, parse_feed
+from ._http import describe_error, get_bytes, release_frames
 from ._http import redact_url as _redact_url
 from ._items import safe_http_url
+from ._limits import FeedLimits
 from ._outbound import OutboundService
-from ._text import html_to_text, plain_text
 from ._threats import source_status
+from ._worker import ParserWorker, shared_parser_worker
 from .models import PulseFeedState, PulseItemRow
 
-__all__ = ["CommunityPulseService", "PulseEntry", "parse_feed", "trending_topics"]
+__all__ = ["CommunityPulseService", "PulseEntry", "check_feed", "parse_feed", "trending_topics"]
 
 log = logging.getLogger("jupiter.intel")
 
 COMPONENT = "community_pulse"
 ERROR_TYPE = "pulse_feed_error"
-TITLE_LIMIT = 300
-SUMMARY_LIMIT = 500
-FEED_MAX_BYTES = 10 * 1024 * 1024
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8"
-
-
-@dataclass(frozen=True, slots=True)
-class PulseEntry:
-    """One feed entry as plain text. ``link`` is an http(s) URL or ``None``."""
-
-    key: str
-    title: str
-    link: str | None
-    published: str | None
-    summary: str
-
-
-def _field_text(entry: Mapping[str, Any], name: str, limit: int) -> str:
-    value = entry.get(name)
-    if not isinstance(value, str):
-        return ""
-    detail = entry.get(f"{name}_detail") or {}
-    kind = str(detail.get("type", "")) if isinstance(detail, Mapping) else ""
-    if "html" in kind or "xml" in kind:
-        return html_to_text(value, limit)
-    return plain_text(value, limit)
-
-
-def _entry_date(entry: Mapping[str, Any]) -> str | None:
-    for name in ("published_parsed", "updated_parsed", "created_parsed"):
-        parsed = entry.get(name)
-        if parsed:
-            stamp = dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.UTC)
-            return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return None
-
-
-def parse_feed(body: bytes, content_type: str, feed_url: str) -> tuple[str, list[PulseEntry], int]:
-    """``(feed title, entries, rejected links)`` of an RSS or Atom document.
-
-    Raises :class:`IntelSourceError` when the body is not a feed at all. Links that are not
-    absolute http(s) URLs (``javascript:``, ``data:``...) are dropped and counted.
-    """
-    import feedparser
-
-    parsed = feedparser.parse(
-        body,
-        response_headers={"content-type": content_type or "application/xml"},
-        sanitize_html=True,
-        resolve_relative_uris=False,
-    )
-    if not parsed.get("version") and not parsed.entries:
-        reason = parsed.get("bozo_exception")
-        detail = f" ({type(reason).__name__})" if reason else ""
-        raise IntelSourceError(f"{_redact_url(feed_url)} is not an RSS or Atom feed{detail}")
-    feed_title = (
-        _field_text(parsed.feed, "title", 200)
-        or (_redact_url(feed_url).split("://", 1)[-1].split("/", 1)[0])
-    )
-    entries: list[PulseEntry] = []
-    rejected = 0
-    seen: set[str] = set()
-    for entry in parsed.entries:
-        raw_link = entry.get("link")
-        link = safe_http_url(raw_link)
-        if raw_link and link is None:
-            rejected += 1
-        title = _field_text(entry, "title", TITLE_LIMIT)
-        if not title and link is None:
-            continue
-        identity = str(entry.get("id") or raw_link or title)
-        key = hashlib.sha256(f"{feed_url}\n{identity}".encode()).hexdigest()
-        if key in seen:
-            continue
-        seen.add(key)
-        entries.append(
-            PulseEntry(
-                key=key,
-                title=title or link or "(untitled)",
-                link=link,
-                published=_entry_date(entry),
-                summary=_field_text(entry, "summary", SUMMARY_LIMIT),
-            )
-        )
-    return feed_title, entries, rejected
 
 
 # --- trending ---------------------------------------------------------------------------------
@@ -397,6 +312,7 @@ class CommunityPulseService(OutboundService):
         timeout: float | None = None,
         refresh_seconds: float | None = None,
         max_items_per_feed: int = 50,
+        parser_worker: ParserWorker | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -413,6 +329,12 @@ class CommunityPulseService(OutboundService):
             refresh_seconds = float(getattr(settings, "pulse_refresh_seconds", 300.0))
         self.refresh_seconds = refresh_seconds
         self.max_items_per_feed = max_items_per_feed
+        #: The parsing limits every feed document is held to (``pulse_max_*``).
+        self.limits = FeedLimits.from_settings(settings)
+        #: Where feedparser runs: the process-wide worker unless one is given.
+        self.parser_worker = parser_worker or shared_parser_worker(
+            self.limits.max_parser_memory_bytes
+        )
         self.feeds: list[str] = list(dict.fromkeys(getattr(settings, "pulse_feeds", None) or []))
 
     # --- database (sync, run in worker threads) ------------------------------------------------
@@ -502,14 +424,21 @@ class CommunityPulseService(OutboundService):
         if safe_http_url(feed_url) is None:
             raise IntelSourceError("feed URL must be an absolute http(s) URL")
 
-        async def attempt() -> tuple[bytes, str]:
+        async def attempt() -> tuple[bytearray, str]:
             return await get_bytes(
-                self._http(), feed_url, clock=self.clock, max_bytes=FEED_MAX_BYTES
+                self._http(),
+                feed_url,
+                clock=self.clock,
+                max_bytes=self.limits.xml.max_bytes,
+                what="the feed",
+                max_seconds=self.limits.max_fetch_seconds,
             )
 
         async def fetch_and_parse() -> tuple[str, list[PulseEntry], int]:
             body, content_type = await self._guard.retry(attempt)
-            return await anyio.to_thread.run_sync(parse_feed, body, content_type, feed_url)
+            return await anyio.to_thread.run_sync(
+                parse_feed, body, content_type, feed_url, self.limits, self.parser_worker
+            )
 
         breaker = self._guard.breaker_for(feed_url)
         if breaker is None:
@@ -517,8 +446,10 @@ class CommunityPulseService(OutboundService):
         result: tuple[str, list[PulseEntry], int] = await breaker.call_async(fetch_and_parse)
         return result
 
-    def _record_error(self, feed_url: str, message: str) -> None:
-        context = {"component": COMPONENT, "feed": _redact_url(feed_url)}
+    def _record_error(self, feed_url: str, message: str, exc: BaseException | None = None) -> None:
+        context: dict[str, Any] = {"component": COMPONENT, "feed": _redact_url(feed_url)}
+        if isinstance(exc, InputLimitError):
+            context["limit"] = exc.to_dict()  # which limit, its maximum, the XML line
         self._report(f"{_redact_url(feed_url)}: {message}", context)
 
     async def _sync_feed(self, feed_url: str, *, force: bool) -> None:
@@ -531,9 +462,10 @@ class CommunityPulseService(OutboundService):
             try:
                 name, entries, rejected = await self._fetch_one(feed_url)
             except Exception as exc:
+                release_frames(exc)  # the breaker keeps it: not the document with it
                 message = describe_error(exc, self.timeout)
                 log.warning("⚠️ community feed %s failed: %s", _redact_url(feed_url), message)
-                self._record_error(feed_url, message)
+                self._record_error(feed_url, message, exc)
                 await anyio.to_thread.run_sync(
                     self._store_failure, feed_url, message, self.clock.wall()
                 )

@@ -19,10 +19,13 @@ import httpx
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from jupiter.limits import InputLimitError
 from jupiter.resilience import Clock
+from jupiter.text import clean_text
 
-from ._http import describe_error
+from ._http import describe_error, release_frames
 from ._items import ThreatFilters, ThreatItem
+from ._limits import IntelLimits
 from ._outbound import OutboundService
 from ._sources import (
     AttackSource,
@@ -102,6 +105,21 @@ def _is_due(
     return now - (state.last_success_at or 0.0) >= source.refresh_seconds
 
 
+def _clean_optional(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
+
+
+def _clean_json(value: Any) -> Any:
+    """Every string in a (shallow, item-built) JSON value cleaned with :func:`clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(key)): _clean_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(item) for item in value]
+    return value
+
+
 def _row_to_dict(row: ThreatItemRow) -> dict[str, Any]:
     return {
         "id": row.item_id,
@@ -177,6 +195,8 @@ class ThreatIntelService(OutboundService):
             headers={"User-Agent": "jupiter-intel/0.1"},
         )
         self.breaker = breaker
+        #: The parsing limits every source's documents are held to (``intel_max_*``).
+        self.limits = IntelLimits.from_settings(settings)
         self.sources: list[ThreatSource] = (
             list(sources) if sources is not None else self._sources_from_settings(settings)
         )
@@ -188,30 +208,22 @@ class ThreatIntelService(OutboundService):
 
     def _sources_from_settings(self, settings: Any) -> list[ThreatSource]:
         interval = float(getattr(settings, "intel_sync_interval_seconds", 3600.0))
+        common: dict[str, Any] = {
+            "refresh_seconds": interval,
+            "clock": self.clock,
+            "limits": self.limits,
+        }
         found: list[ThreatSource] = []
         if getattr(settings, "kev_url", None):
-            found.append(
-                KevUrlSource(
-                    settings.kev_url, self._http, refresh_seconds=interval, clock=self.clock
-                )
-            )
+            found.append(KevUrlSource(settings.kev_url, self._http, **common))
         if getattr(settings, "stix_url", None):
-            found.append(
-                StixUrlSource(
-                    settings.stix_url, self._http, refresh_seconds=interval, clock=self.clock
-                )
-            )
+            found.append(StixUrlSource(settings.stix_url, self._http, **common))
         if getattr(settings, "taxii_collection_url", None):
             found.append(
-                TaxiiCollectionSource(
-                    settings.taxii_collection_url,
-                    timeout=self.timeout,
-                    refresh_seconds=interval,
-                    clock=self.clock,
-                )
+                TaxiiCollectionSource(settings.taxii_collection_url, timeout=self.timeout, **common)
             )
         if getattr(settings, "intel_file", None):
-            found.append(LocalFileSource(settings.intel_file, refresh_seconds=interval))
+            found.append(LocalFileSource(settings.intel_file, **common))
         found.append(AttackSource())
         return found
 
@@ -242,17 +254,20 @@ class ThreatIntelService(OutboundService):
             }
             for item_id, item in unique.items():
                 row = existing.pop(item_id, None)
+                # Text from outside may hold NUL (PostgreSQL refuses it) or lone surrogates
+                # (no UTF-8 encoder accepts them): cleaned, so one odd record cannot fail
+                # the whole snapshot's transaction.
                 values = {
                     "kind": item.kind,
-                    "title": item.title,
+                    "title": clean_text(item.title),
                     "severity": item.severity,
-                    "description": item.description,
-                    "published": item.published,
-                    "added": item.added,
-                    "due": item.due,
-                    "modified": item.modified,
-                    "references": list(item.references),
-                    "extra": dict(item.extra),
+                    "description": clean_text(item.description),
+                    "published": _clean_optional(item.published),
+                    "added": _clean_optional(item.added),
+                    "due": _clean_optional(item.due),
+                    "modified": _clean_optional(item.modified),
+                    "references": [clean_text(ref) for ref in item.references],
+                    "extra": _clean_json(dict(item.extra)),
                 }
                 if row is None:
                     session.add(
@@ -351,8 +366,16 @@ class ThreatIntelService(OutboundService):
 
     # --- fetching ------------------------------------------------------------------------------
 
-    def _record_error(self, source: ThreatSource, message: str) -> None:
-        context = {"component": COMPONENT, "source": source.name, "location": source.location}
+    def _record_error(
+        self, source: ThreatSource, message: str, exc: BaseException | None = None
+    ) -> None:
+        context: dict[str, Any] = {
+            "component": COMPONENT,
+            "source": source.name,
+            "location": source.location,
+        }
+        if isinstance(exc, InputLimitError):
+            context["limit"] = exc.to_dict()  # which limit, its maximum, the JSON path
         self._report(f"{source.name}: {message}", context)
 
     async def _sync_source(self, source: ThreatSource, *, force: bool) -> None:
@@ -369,9 +392,10 @@ class ThreatIntelService(OutboundService):
                 else:
                     items = await source.fetch()
             except Exception as exc:
+                release_frames(exc)  # the breaker keeps it: not the document with it
                 message = describe_error(exc, self.timeout)
                 log.warning("⚠️ threat source %s failed: %s", source.name, message)
-                self._record_error(source, message)
+                self._record_error(source, message, exc)
                 await anyio.to_thread.run_sync(
                     self._store_failure, source, message, self.clock.wall()
                 )

@@ -25,6 +25,7 @@ from ._errors import (
     LLMTimeoutError,
     parse_retry_after,
 )
+from ._http import ReplyLimits
 from ._offline import OfflineAssistant
 from ._provider import (
     OFFLINE_LABEL,
@@ -53,6 +54,7 @@ __all__ = [
     "LLMTimeoutError",
     "OfflineAssistant",
     "ProviderSpec",
+    "ReplyLimits",
     "parse_retry_after",
     "provider_from_settings",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 
+from jupiter.limits import InputLimitError
 from jupiter.resilience import retry_after_from_headers
 
 REDACTED = "***"
@@ -133,16 +134,24 @@ class LLMResponseError(LLMError):
     ``status_code`` is 502, as a gateway reports an invalid answer from the server behind it
     (so the resilience core classifies it as a recoverable upstream failure);
     ``upstream_status`` is the HTTP status the upstream actually sent (usually 200).
+    ``limit`` is set when the reply was refused for going over a parsing limit.
     """
 
     status_code = 502
 
     def __init__(
-        self, message: str, *, upstream_status: int | None = None, provider: str = ""
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        provider: str = "",
+        limit: InputLimitError | None = None,
     ) -> None:
         super().__init__(message)
         self.provider = provider
         self.upstream_status = upstream_status
+        #: The parsing limit the reply went over (its name, maximum and JSON path), if any.
+        self.limit = limit
 
 
 _STATUS_CLASSES: dict[int, type[LLMStatusError]] = {

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
+from jupiter.limits import InputLimitError
+from jupiter.text import clean_text
+
 from ._errors import (
     LLMConfigurationError,
     LLMConnectionError,
@@ -28,6 +31,7 @@ from ._errors import (
     redact_value,
     status_error_class,
 )
+from ._http import BoundedAsyncClient, BoundedClient, ReplyDeadline, ReplyLimits, ReplyRefused
 
 if TYPE_CHECKING:
     from jupiter.knowledge import KnowledgeBase
@@ -132,8 +136,10 @@ class LLMProvider:
     ``provider`` is ``grok``, ``openai``, ``ollama`` or ``offline``; any of the online ones talks
     to ``base_url`` when given (an OpenAI-compatible endpoint). ``api_key`` defaults to the
     provider's environment variable (``XAI_API_KEY``, ``OPENAI_API_KEY``). ``timeout`` is the
-    whole-request timeout in seconds. ``knowledge_base`` is the offline provider's knowledge base
-    (the process-wide default when None).
+    whole-request timeout in seconds: it bounds the whole reply (a server dripping bytes too),
+    not only each read. ``reply_limits`` bound every reply's bytes and JSON structure (see
+    :mod:`._http`). ``knowledge_base`` is the offline provider's knowledge base (the
+    process-wide default when None).
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class LLMProvider:
         timeout: float = 30.0,
         *,
         knowledge_base: KnowledgeBase | None = None,
+        reply_limits: ReplyLimits | None = None,
     ) -> None:
         name = (provider or "").strip().lower()
         if name not in PROVIDERS:
@@ -161,6 +168,7 @@ class LLMProvider:
         self.model = model or spec.default_model
         self.base_url = base_url or spec.base_url
         self.timeout = float(timeout)
+        self.reply_limits = reply_limits or ReplyLimits()
         key = _unwrap_secret(api_key)
         if key is None and spec.key_env:
             key = _unwrap_secret(os.environ.get(spec.key_env))
@@ -202,7 +210,7 @@ class LLMProvider:
         failure: Exception | None = None
         try:
             raw = client.chat.completions.create(**request)
-        except (openai.OpenAIError, ValueError) as exc:
+        except (openai.OpenAIError, ValueError, ReplyRefused, ReplyDeadline) as exc:
             failure = self._failure(exc)
         if failure is not None:
             raise failure
@@ -224,7 +232,7 @@ class LLMProvider:
         failure: Exception | None = None
         try:
             raw = await client.chat.completions.create(**request)
-        except (openai.OpenAIError, ValueError) as exc:
+        except (openai.OpenAIError, ValueError, ReplyRefused, ReplyDeadline) as exc:
             failure = self._failure(exc)
         if failure is not None:
             raise failure
@@ -243,11 +251,31 @@ class LLMProvider:
         }
 
     def _failure(self, exc: Exception) -> Exception:
-        """The error to raise for an SDK error, or for a broken body (``json.JSONDecodeError``
-        and friends are ``ValueError``)."""
+        """The error to raise for an SDK error, a reply refused by the HTTP client's limits or
+        deadline (raised as they are, or wrapped by an SDK that wraps everything), or a broken
+        body (``json.JSONDecodeError`` and friends are ``ValueError``)."""
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
+        if isinstance(cause, ReplyDeadline):
+            return LLMTimeoutError(
+                request=cause.request, timeout=self.timeout, provider=self.provider
+            )
+        if isinstance(cause, ReplyRefused):
+            return self._refused(cause)
         if isinstance(exc, openai.OpenAIError):
             return self._translate(exc)
         return self._malformed(str(exc))
+
+    def _refused(self, refused: ReplyRefused) -> LLMResponseError:
+        """A reply over a parsing limit (named, with its JSON path), or not JSON at all."""
+        error = refused.error
+        if isinstance(error, InputLimitError):
+            return LLMResponseError(
+                f"{self.provider} sent a reply over a limit: {self._scrub(str(error))[:300]}",
+                upstream_status=refused.status_code,
+                provider=self.provider,
+                limit=error,
+            )
+        return self._malformed(str(error), refused.status_code)
 
     def warm_up(self, *, background: bool = True) -> threading.Thread | None:
         """Build (or load) the offline index ahead of the first question. No-op when online."""
@@ -289,10 +317,15 @@ class LLMProvider:
             kwargs["base_url"] = self.base_url
         return kwargs
 
+    def _bounds(self) -> dict[str, Any]:
+        return {"limits": self.reply_limits, "deadline": self.timeout, "timeout": self.timeout}
+
     def _client(self) -> openai.OpenAI:
         with self._lock:
             if self._sync_client is None:
-                self._sync_client = openai.OpenAI(**self._client_kwargs())
+                self._sync_client = openai.OpenAI(
+                    **self._client_kwargs(), http_client=BoundedClient(**self._bounds())
+                )
             return self._sync_client
 
     def _aclient(self) -> openai.AsyncOpenAI:
@@ -304,7 +337,10 @@ class LLMProvider:
                     del self._async_clients[key]
             entry = self._async_clients.get(id(loop))
             if entry is None or entry[0] is not loop:
-                entry = (loop, openai.AsyncOpenAI(**self._client_kwargs()))
+                client = openai.AsyncOpenAI(
+                    **self._client_kwargs(), http_client=BoundedAsyncClient(**self._bounds())
+                )
+                entry = (loop, client)
                 self._async_clients[id(loop)] = entry
             return entry[1]
 
@@ -372,6 +408,8 @@ class LLMProvider:
             content = str(message.refusal)
         if not isinstance(content, str):
             raise self._malformed("choices[0].message.content is missing or not a string")
+        # A NUL or a lone surrogate (valid JSON escapes) would fail storing the chat turn.
+        content = clean_text(content)
         usage = None
         raw_usage = getattr(raw, "usage", None)
         if raw_usage is not None:
@@ -418,4 +456,5 @@ def provider_from_settings(
         base_url=settings.llm_base_url if choice != "offline" else None,
         timeout=settings.llm_timeout_seconds,
         knowledge_base=knowledge_base,
+        reply_limits=ReplyLimits.from_settings(settings),
     )

@@ -46,6 +46,9 @@ _FLAT_CONTEXT_LENGTH = 256
 
 #: Receives every recorded error as ``{"timestamp", "type", "message", "context"}``.
 ErrorListener = Callable[[dict[str, Any]], object]
+#: Receives every recorded error as ``(timestamp, type, message, context)``: Unix seconds and the
+#: stored (redacted) values themselves, shared with the aggregator, so it must not mutate them.
+EntryListener = Callable[[float, str, str, "dict[str, object] | None"], object]
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
@@ -214,6 +217,7 @@ class ErrorAggregator:
         self._memory_store = self._store if type(self._store) is InMemoryAggregatorStore else None
         self._lock = threading.Lock()
         self._listeners: tuple[ErrorListener, ...] = ()
+        self._entry_listeners: tuple[EntryListener, ...] = ()
         self._latest = -math.inf  # the latest wall time seen: time never goes back
         self._minute = -(2**62)  # the current minute; expiry runs when it moves on
         # Wall time at which the current minute ends: one float comparison per record tells
@@ -307,6 +311,11 @@ class ErrorAggregator:
                 self._add_to_store(now, error_type, message, clean_context)
         finally:
             lock.release()
+        for entry_listener in self._entry_listeners:
+            try:
+                entry_listener(now, error_type, message, clean_context)
+            except Exception as exc:  # a listener must never break recording
+                self._listener_failed(entry_listener, exc)
         if self._listeners:
             self._notify(ErrorEntry(now, error_type, message, clean_context))
 
@@ -513,17 +522,42 @@ class ErrorAggregator:
             # == rather than `is`: a bound method is a new object on every attribute access.
             self._listeners = tuple(known for known in self._listeners if known != listener)
 
+    def add_entry_listener(self, listener: EntryListener) -> None:
+        """Call ``listener(timestamp, type, message, context)`` after every :meth:`record_error`.
+
+        The cheap form of :meth:`add_listener` for a hot path that hands every error on (the
+        service's durable journal): no record dict, ISO timestamp or context copy is built.
+        ``timestamp`` is Unix seconds; ``message`` and ``context`` are already redacted and are
+        the stored objects themselves (readers get copies of them), so the listener must treat
+        them as read-only. Entry listeners run before dict listeners,
+        in the recording thread, outside the lock; exceptions they raise are logged and
+        swallowed.
+        """
+        with self._lock:
+            self._entry_listeners = (*self._entry_listeners, listener)
+
+    def remove_entry_listener(self, listener: EntryListener) -> None:
+        """Stop calling an entry ``listener`` (no error if it was not added)."""
+        with self._lock:
+            self._entry_listeners = tuple(
+                known for known in self._entry_listeners if known != listener
+            )
+
     def _notify(self, entry: ErrorEntry) -> None:
         record = self._as_record(entry)
         for listener in self._listeners:
             try:
                 listener(record)
             except Exception as exc:  # a listener must never break recording
-                _log.error(
-                    "error aggregator listener %r failed: %s",
-                    listener,
-                    redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                self._listener_failed(listener, exc)
+
+    @staticmethod
+    def _listener_failed(listener: object, exc: Exception) -> None:
+        _log.error(
+            "error aggregator listener %r failed: %s",
+            listener,
+            redact_text(f"{type(exc).__name__}: {exc}"),
+        )
 
     # ------------------------------------------------------------------ persistence
 

@@ -161,6 +161,7 @@ class BreakerCore:
         "_open_duration",
         "_open_until",
         "_opened_at",
+        "_opened_by",
         "_openings",
         "_options",
         "_random",
@@ -215,6 +216,8 @@ class BreakerCore:
         self._generation = 0
         self._consecutive_failures = 0
         self._openings = 0
+        # The failures that opened the circuit (plus failed trials since), shown while open.
+        self._opened_by = 0
         self._forced = False
         self._open_until = 0.0
         self._open_duration = 0.0
@@ -272,6 +275,18 @@ class BreakerCore:
         return self._consecutive_failures
 
     @property
+    def failures(self) -> int:
+        """The failures that count now. Closed or half-open: those toward opening (consecutive,
+        or in the failure-rate window). Open: those that opened it, plus failed trial calls
+        since, so an open breaker never reads 0 unless it was forced open without any."""
+        if self.state is OPEN:
+            return self._opened_by
+        if self._window is not None:
+            with self._lock:
+                return self._window.totals(self._monotonic())[1]
+        return self._consecutive_failures
+
+    @property
     def half_open_in_flight(self) -> int:
         """Trial calls admitted in the current half-open period and not finished yet."""
         return self._half_open_in_flight if self._state is HALF_OPEN else 0
@@ -326,6 +341,8 @@ class BreakerCore:
         else:
             policy = "consecutive_failures"
             failures = metrics.consecutive_failures
+        if state is OPEN:
+            failures = self._opened_by
         return {
             "name": self._name,
             "state": state.value,
@@ -577,6 +594,15 @@ class BreakerCore:
 
     def _transition(self, new: CircuitState, reason: str, now: float) -> None:  # lock held
         old = self._state
+        if new is OPEN:
+            if old is HALF_OPEN:
+                self._opened_by += 1  # the failed trial call
+            elif self._window is not None:
+                self._opened_by = self._window.totals(now)[1]
+            else:
+                self._opened_by = self._consecutive_failures
+        elif new is CLOSED:
+            self._opened_by = 0
         # Leaving the lock-free path first, and entering it last, keeps lock-free readers safe:
         # they read the generation before the flags, so they can only hold a stale ticket.
         self._closed_fast = False
@@ -626,6 +652,7 @@ class BreakerCore:
             open_until=open_until,
             forced=self._forced,
             openings=self._openings,
+            failures=self._opened_by,
         )
 
     def _restore(self, record: BreakerStateRecord | None) -> None:
@@ -639,6 +666,7 @@ class BreakerCore:
         self._state = OPEN
         self._forced = record.forced
         self._openings = max(record.openings, 1)
+        self._opened_by = record.failures
         self._opened_at = record.opened_at
         if record.forced:
             self._open_until = self._open_duration = math.inf

@@ -32,6 +32,8 @@ class BreakerStateRecord:
     forced: bool = False
     #: Openings since the circuit last closed; drives the growing open duration.
     openings: int = 0
+    #: While open: the failures that opened it (``CircuitBreaker.failures``).
+    failures: int = 0
 
 
 @runtime_checkable

@@ -32,10 +32,13 @@ from .auth import (
     access_denied_handler,
     check_route_permissions,
 )
+from .bodies import JsonBodyMiddleware
+from .budgets import RequestBudgetMiddleware
 from .dashboard import Factory, JupiterDashboard
 from .errors import install_error_handlers
 from .metrics import build_registry
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 from .routers import (
     admin,
     chat,
@@ -226,6 +229,7 @@ def create_app(
     app.state.admin_token = store.admin_token()
     install_error_handlers(app)
     app.add_exception_handler(AccessDenied, access_denied_handler)  # type: ignore[arg-type]
+    install_openapi(app)
     for module in CORE_ROUTERS:
         app.include_router(module.router)
     for router in _optional_routers():
@@ -233,8 +237,11 @@ def create_app(
     # Every route declares who may use it, or the app is not built at all.
     app.state.route_permissions = check_route_permissions(app)
     _document_permissions(app, app.state.route_permissions)
-    # Added before RequestContextMiddleware, so it runs inside it: a refusal has a request ID
-    # and the security headers too.
+    # Outermost last: the request ID and headers wrap the access checks (a refusal has a
+    # request ID and the security headers too, and is decided before any body is read), which
+    # wrap the budgets, which wrap the body checks.
+    app.add_middleware(JsonBodyMiddleware, settings=settings, clock=clock)
+    app.add_middleware(RequestBudgetMiddleware, settings=settings, clock=clock)
     app.add_middleware(AccessGuardMiddleware, policy=policy)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -58,6 +58,7 @@ from jupiter.resilience import (
 from jupiter.resilience._clock import SYSTEM_CLOCK
 from jupiter.settings import Settings
 from jupiter.storage import BackgroundWriter, Database, load_conversation, load_recent_errors
+from jupiter.storage.journal import Entry, journal_from_settings
 
 from .hub import WebSocketHub
 from .knowledge_sync import KevPropagation, KevPropagator, sync_signature
@@ -282,8 +283,13 @@ class JupiterDashboard:
             clock=clock,
             max_recent=max(self.settings.storage_restore_errors, 200),
         )
-        # Every recorded error (already redacted) is queued for the database; never blocks.
-        self.aggregator.add_listener(self._persist_error)
+        # Every recorded error (already redacted) is queued for the database and buffered for
+        # the journal; never blocks. The entry listener is the hot path's cheap form (no record
+        # dict per error): the writer's method itself, so not even a call of ours in between.
+        self.aggregator.add_entry_listener(self.writer.record_error_entry)
+        # Written before every acknowledgement, replayed at start (see jupiter.storage.journal).
+        self.journal = journal_from_settings(self.settings)
+        self.journal_error: str | None = None
         self.degradation = GracefulDegradation(clock=clock)
         self.specs: dict[str, ComponentSpec] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
@@ -377,8 +383,17 @@ class JupiterDashboard:
     async def start(self) -> None:
         """Create tables, restore recent errors, start the writer and every component."""
         self.hub.bind_loop(asyncio.get_running_loop())
+        recovered = await asyncio.to_thread(self._open_journal)
         try:
             await asyncio.to_thread(self.database.create_all)
+            if self.writer.journal is not None:
+                await asyncio.to_thread(self.writer.sync_sequence)
+                # What the last process acknowledged but had not committed, committed now (and
+                # exactly once: see BackgroundWriter) before the recent errors are read back.
+                if not await asyncio.to_thread(self.writer.replay):
+                    raise RuntimeError("the journal replay could not be committed")
+                if recovered:
+                    log.info("📼 journal replayed: %d records", len(recovered))
             restored = await asyncio.to_thread(
                 load_recent_errors,
                 self.database.session_factory,
@@ -392,8 +407,10 @@ class JupiterDashboard:
                 len(restored),
             )
         except Exception as exc:
-            # The dashboard still runs on memory alone; /readyz names the database.
+            # The dashboard still runs on memory alone; /readyz names the database. Recovered
+            # journal records stay queued for the writer; their errors are shown meanwhile.
             self.startup_error = f"database unavailable: {type(exc).__name__}"
+            self.aggregator.load(_error_records(recovered))
             log.error(
                 "❌ database unavailable (%s); running without persistence", type(exc).__name__
             )
@@ -431,7 +448,27 @@ class JupiterDashboard:
                     if inspect.isawaitable(result):
                         await result
         await asyncio.to_thread(self.writer.close)
+        if self.writer.journal is not None:
+            await asyncio.to_thread(self.writer.journal.close)
         await asyncio.to_thread(self.database.dispose)
+
+    def journal_ok(self) -> bool:
+        """Whether every record is journaled now: the journal is open, not full, not failing."""
+        journal = self.writer.journal
+        return journal is not None and journal.is_open and not journal.stats.failing
+
+    def _open_journal(self) -> list[Entry]:
+        """Open the journal and hand its records to the writer; without one (switched off, or
+        unusable) the service runs on, and /readyz says durability is off."""
+        journal = self.journal
+        if journal is None:
+            return []
+        try:
+            return self.writer.open_journal(journal)
+        except Exception as exc:  # another server on this data dir, or the dir is unusable
+            self.journal_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("❌ journal unavailable (%s); a kill -9 may lose records", self.journal_error)
+            return []
 
     def _context(self, name: str) -> ComponentContext:
         return ComponentContext(
@@ -631,11 +668,6 @@ class JupiterDashboard:
             self.schedule_kev_propagation(refresh_findings=True)
 
     # ----- state changes -----
-    def _persist_error(self, record: dict[str, Any]) -> None:
-        self.writer.record_error(
-            record["type"], record["message"], record.get("context"), record["timestamp"]
-        )
-
     def _on_breaker_change(self, change: Any) -> None:
         old = getattr(change.old, "value", str(change.old))
         new = getattr(change.new, "value", str(change.new))
@@ -741,7 +773,8 @@ class JupiterDashboard:
             entry: dict[str, Any] = {
                 "enabled": enabled,
                 "circuit_breaker": breaker.state.value,
-                "failures": breaker.consecutive_failures,
+                # While open: the failures that opened it (the seed's breaker never read 0 then).
+                "failures": breaker.failures,
                 "alias": spec.alias,
                 "label": spec.label,
             }
@@ -909,15 +942,23 @@ class JupiterDashboard:
         """The standard error fields for a failed chat (type, message, recoverable, ...)."""
         if exc is not None and _is_bad_upstream_reply(exc):
             # A broken body from the upstream is its transient fault, not the user's.
-            return build_error_response(
+            limit = getattr(exc, "limit", None)
+            message = "The chat service sent an unreadable answer."
+            if limit is not None:
+                # Which of Jupiter's reply limits it broke, and where (no reply text).
+                message = f"The chat service sent an answer over a limit: {limit}"
+            error = build_error_response(
                 exc,
                 status_code=502,
                 error_type="bad_upstream_response",
-                message="The chat service sent an unreadable answer.",
+                message=message,
                 suggestion="This is usually temporary; try again shortly.",
                 recoverable=True,
                 clock=self.clock,
             )["error"]
+            if limit is not None:
+                error.update(limit.to_dict())
+            return error
         return build_error_response(exc or "chat failed", clock=self.clock)["error"]
 
     # ----- threats and pulse -----
@@ -943,6 +984,10 @@ class JupiterDashboard:
 
     async def get_pulse(self) -> tuple[bool, dict[str, Any]]:
         return await self._call_component("community_pulse", "get_pulse", "📡 pulse")
+
+    async def refresh_pulse(self) -> tuple[bool, dict[str, Any]]:
+        """:meth:`get_pulse` after fetching every feed now, whatever its age (admin)."""
+        return await self._call_component("community_pulse", "refresh", "📡 pulse refresh")
 
     async def _call_component(
         self, name: str, method: str, what: str, *args: Any
@@ -974,6 +1019,15 @@ class JupiterDashboard:
             body["fallback"] = self.degradation.get_fallback(name)
             return False, body
         return True, dict(result)
+
+
+def _error_records(entries: list[Entry]) -> list[dict[str, Any]]:
+    """The journal's error records as ErrorAggregator.load takes them."""
+    return [
+        {"timestamp": row[1], "type": row[2], "message": row[3], "context": row[4]}
+        for _, row in entries
+        if row[0] == "error"
+    ]
 
 
 def _checked_actor(actor: str) -> str:

@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from jupiter.resilience import build_error_response
+from jupiter.storage.journal import before_acknowledge
 
 from .dashboard import UnknownComponentError
 from .logs import request_id_var
@@ -94,7 +96,8 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        allowed = headers.get("Allow") or headers.get("allow") or "POST"
+        allowed = _allowed_methods(request) or headers.get("Allow") or "POST"
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"} | {"Allow": allowed}
         return message_error(
             405,
             f"Method {request.method} is not allowed here; use {allowed}.",
@@ -113,6 +116,20 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_json(exc.status_code, exc, headers=headers or None, **overrides)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's ``Allow`` names only the first
+    route whose path matched, so ``DELETE /api/scans/{id}`` went missing beside its ``GET``."""
+    allowed = []
+    for method in _METHODS:
+        scope = {"type": "http", "path": request.url.path, "root_path": "", "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(sorted(allowed))
+
+
 async def _unknown_component_handler(request: Request, exc: Exception) -> JSONResponse:
     return message_error(
         404,
@@ -125,6 +142,8 @@ async def _unknown_component_handler(request: Request, exc: Exception) -> JSONRe
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     # The type goes to the log (with the request ID); the client gets the generic body.
     log.error("❌ unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    # This answer is sent outside RequestContextMiddleware (by Starlette's outermost layer).
+    before_acknowledge()
     return error_json(500, exc)
 
 

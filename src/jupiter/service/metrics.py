@@ -88,6 +88,26 @@ class DashboardCollector(Collector):
         yield GaugeMetricFamily(
             "jupiter_websocket_connections", "Open sockets", value=dashboard.hub.count
         )
+        sockets = dashboard.hub.stats
+        for name, help_text, value in (
+            (
+                "dropped_broadcasts",
+                "Broadcasts dropped for slow readers",
+                sockets.dropped_broadcasts,
+            ),
+            (
+                "slow_closes",
+                "Sockets closed 1008 for not reading their replies",
+                sockets.slow_closes,
+            ),
+            (
+                "dropped_frames",
+                "Incoming frames dropped by the flood guard",
+                sockets.dropped_frames,
+            ),
+            ("flood_closes", "Sockets closed 1008 for a sustained flood", sockets.flood_closes),
+        ):
+            yield CounterMetricFamily(f"jupiter_websocket_{name}", help_text, value=value)
         writer = dashboard.writer.stats
         yield GaugeMetricFamily(
             "jupiter_storage_pending_rows", "Rows waiting for the database", value=writer.pending
@@ -105,6 +125,34 @@ class DashboardCollector(Collector):
             "Rows the database refused for their content (logged by error type, then dropped)",
             value=writer.rejected,
         )
+        journal = dashboard.writer.journal
+        if journal is not None:
+            journal_stats = journal.stats
+            yield GaugeMetricFamily(
+                "jupiter_journal_bytes",
+                "Size of the durable journal's segments",
+                value=journal_stats.bytes,
+            )
+            yield CounterMetricFamily(
+                "jupiter_journal_written_records",
+                "Records written to the journal before being acknowledged",
+                value=journal_stats.written,
+            )
+            yield CounterMetricFamily(
+                "jupiter_journal_overflow_records",
+                "Records kept in memory only because the journal was full (database down)",
+                value=journal_stats.overflow,
+            )
+            yield CounterMetricFamily(
+                "jupiter_journal_write_error_records",
+                "Records kept in memory only because a journal write failed (e.g. disk full)",
+                value=journal_stats.write_errors,
+            )
+            yield CounterMetricFamily(
+                "jupiter_journal_corrupt_frames",
+                "Torn or corrupt journal frames skipped at start (a kill during a write)",
+                value=journal_stats.corrupt,
+            )
 
 
 def build_registry(dashboard: JupiterDashboard) -> CollectorRegistry:

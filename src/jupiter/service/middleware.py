@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from jupiter.storage.journal import before_acknowledge
+
 from .logs import new_request_id, request_id_var
 
 __all__ = [
@@ -96,6 +98,8 @@ class RequestContextMiddleware:
         path = scope.get("path", "")
 
         async def send_with_headers(message: Message) -> None:
+            # Durability: what this request recorded is journaled before the client hears of it.
+            before_acknowledge()
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 headers = [

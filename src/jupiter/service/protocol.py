@@ -2,13 +2,15 @@
 
 :func:`parse_client_message` turns raw text into ``(event, data)`` or raises
 :class:`ProtocolError`, which the socket answers with an ``error`` event (never a close).
+Frames are parsed with :func:`jupiter.limits.parse_json` within :class:`JsonLimits`
+(:func:`frame_limits` builds them from the settings).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from jupiter.limits import InputLimitError, InvalidJsonError, JsonLimits, parse_json
 from jupiter.resilience import Clock, build_error_response
 from jupiter.resilience._clock import SYSTEM_CLOCK
 
@@ -17,6 +19,7 @@ __all__ = [
     "SERVER_EVENTS",
     "ProtocolError",
     "error_event_data",
+    "frame_limits",
     "parse_client_message",
 ]
 
@@ -52,18 +55,22 @@ SERVER_EVENTS = (
 class ProtocolError(Exception):
     """A message the server cannot act on. ``code`` becomes the error event's ``type``."""
 
-    def __init__(self, code: str, message: str, suggestion: str) -> None:
+    def __init__(
+        self, code: str, message: str, suggestion: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.suggestion = suggestion
+        #: More fields for the error event (the limit and where it was hit, say).
+        self.extra = extra or {}
 
 
 def error_event_data(
     code: str, message: str, suggestion: str, *, clock: Clock = SYSTEM_CLOCK, **extra: Any
 ) -> dict[str, Any]:
     """The ``data`` of an ``error`` or ``chat_error`` event, from ``build_error_response``."""
-    body = build_error_response(
+    body: dict[str, Any] = build_error_response(
         message,
         status_code=400,
         message=message,
@@ -77,33 +84,61 @@ def error_event_data(
     return body
 
 
-def parse_client_message(raw: str | bytes | None, max_bytes: int) -> tuple[str, dict[str, Any]]:
-    """Validate one incoming frame. Raises :class:`ProtocolError` naming what is wrong."""
+def frame_limits(max_bytes: int, *, max_depth: int = 16, max_values: int = 2000) -> JsonLimits:
+    """The parsing limits of one socket message (no string may be longer than the message)."""
+    return JsonLimits(
+        max_bytes=max_bytes,
+        max_depth=max_depth,
+        max_string_chars=max_bytes,
+        max_values=max_values,
+    )
+
+
+def parse_client_message(
+    raw: str | bytes | None, max_bytes: int, limits: JsonLimits | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Validate one incoming frame. Raises :class:`ProtocolError` naming what is wrong.
+
+    ``limits`` bound the JSON (depth, values, numbers, strings); by default
+    :func:`frame_limits` of ``max_bytes``.
+    """
     if raw is None:
         raise ProtocolError("invalid_message", "empty frame", "Send a JSON text frame.")
-    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+    # Characters never outnumber UTF-8 bytes, so a text longer than the limit in characters is
+    # refused without copying it to count its bytes (then the size given is a lower bound).
+    if isinstance(raw, bytes) or raw.isascii():
+        size, exact = len(raw), True
+    elif len(raw) > max_bytes:
+        size, exact = len(raw), False
+    else:
+        size, exact = len(raw.encode("utf-8", "surrogatepass")), True
     if size > max_bytes:
         raise ProtocolError(
             "message_too_large",
-            f"message is {size} bytes; the limit is {max_bytes}",
+            f"message is {'' if exact else 'at least '}{size} bytes; the limit is {max_bytes}",
             f"Keep each message under {max_bytes} bytes.",
+            {"limit": "max_bytes", "maximum": max_bytes, "actual": size},
         )
     if isinstance(raw, bytes):
         raise ProtocolError(
             "invalid_message", "binary frames are not supported", "Send JSON as a text frame."
         )
     try:
-        message = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        detail = (
-            f" at line {exc.lineno} column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
+        message = parse_json(raw, limits or frame_limits(max_bytes), what="the message")
+    except InputLimitError as exc:
+        raise ProtocolError(
+            "input_limit_exceeded",
+            str(exc),
+            "Send a smaller, flatter message: see the named limit and place.",
+            exc.to_dict(),
+        ) from None
+    except InvalidJsonError as exc:
+        where = {"location": {"line": exc.line, "column": exc.column}} if exc.line else {}
         raise ProtocolError(
             "malformed_json",
-            f"the message is not valid JSON{detail}",
+            str(exc),
             'Send {"event": "...", "data": {...}}.',
+            where,
         ) from None
     if not isinstance(message, dict):
         raise ProtocolError(

@@ -142,6 +142,17 @@ class ThreatsResponse(BaseModel):
     sources: Any = None
 
 
+class ThreatsRefresh(BaseModel):
+    """What a forced fetch of the threat sources did, per source (``live``, ``stale``,
+    ``error``: a source over a parsing limit is ``stale`` or ``error`` with the limit named)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    success: bool = Field(description="False when any source is stale or in error.")
+    stored: int = Field(description="Items stored over every source.")
+    sources: dict[str, Any]
+
+
 class PulseResponse(BaseModel):
     """Community feed items, per-source status (live, stale, error) and trending topics."""
 
@@ -167,10 +178,14 @@ class FeatureAction(BaseModel):
 
 
 class BreakerAction(BaseModel):
+    """The seed's ``{"success": true, "message": "Circuit breaker reset for chat"}`` plus the
+    breaker's names and new state."""
+
+    success: bool = Field(description="Always true: failures are error responses.")
+    message: str = Field(description='e.g. "Circuit breaker reset for chat".')
     name: str
     alias: str
     circuit_breaker: BreakerState
-    message: str
 
 
 class Liveness(BaseModel):

@@ -116,19 +116,25 @@ def import_models() -> list[str]:
     return imported
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run while the background writer commits; synchronous=NORMAL in WAL mode
-    # survives a killed process (only a power loss can drop the last commits).
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_tuner(synchronous: str) -> Any:
+    def tune(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers run while the background writer commits; synchronous=NORMAL in WAL
+        # mode survives a killed process (only a power loss can drop the last commits), FULL
+        # survives that too (what the journal's fsync mode needs, or the commits that released
+        # its segments could be the ones a power loss takes).
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return tune
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets a parent directory, WAL and a busy timeout."""
+def make_engine(url: str, *, power_safe: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets a parent directory, WAL and a busy timeout, and with
+    ``power_safe`` commits that survive a power loss (``synchronous=FULL``)."""
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
         if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
@@ -137,7 +143,7 @@ def make_engine(url: str) -> Engine:
             # and -journal files the database file's mode.
             create_private_file(Path(db_path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
-        event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "connect", _sqlite_tuner("FULL" if power_safe else "NORMAL"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
@@ -145,17 +151,21 @@ def make_engine(url: str) -> Engine:
 class Database:
     """One engine plus its session factory, with table creation and a liveness probe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, power_safe: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, power_safe=power_safe)
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
 
     @classmethod
     def from_settings(cls, settings: Any) -> Database:
-        """The database the settings point at (``database_url`` or SQLite in ``data_dir``)."""
-        return cls(database_url_for(settings.data_dir, settings.database_url))
+        """The database the settings point at (``database_url`` or SQLite in ``data_dir``);
+        power-safe commits when the journal is fsync-ed (``journal_fsync``)."""
+        return cls(
+            database_url_for(settings.data_dir, settings.database_url),
+            power_safe=bool(getattr(settings, "journal_fsync", False)),
+        )
 
     @property
     def dialect(self) -> str:

@@ -9,12 +9,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
 
-__all__ = ["ChatMessage", "Conversation", "ErrorRecord", "StateChange", "utcnow"]
+__all__ = [
+    "ChatMessage",
+    "Conversation",
+    "ErrorRecord",
+    "JournalCheckpoint",
+    "StateChange",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -88,3 +105,22 @@ class StateChange(Base):
     # Added after the first release: nullable, so create_all's tables and older ones agree once
     # Database.create_all has added it (see jupiter.storage.database.ADDED_COLUMNS).
     actor: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class JournalCheckpoint(Base):
+    """How far the background writer has committed a journal's records (see
+    :mod:`jupiter.storage.journal`): every record numbered up to ``last_seq`` is stored.
+
+    Updated in the same transaction as the rows it covers, so after a crash at any moment a
+    replayed record at or below it is known to be stored already and is skipped: each record
+    lands exactly once. One row per journal (``journal_id`` is the random id in the journal
+    directory), so several data dirs can share one database.
+    """
+
+    __tablename__ = "jupiter_journal_checkpoints"
+
+    journal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )

@@ -30,6 +30,7 @@ FeatureName = Annotated[
 def _breaker_action(dashboard: Any, name: str, message: str) -> dict[str, Any]:
     internal = dashboard.resolve(name)
     return {
+        "success": True,  # the seed's answer: {"success": true, "message": ...}
         "name": internal,
         "alias": dashboard.specs[internal].alias,
         "circuit_breaker": dashboard.breakers[internal].state.value,
@@ -47,7 +48,7 @@ async def reset_circuit_breaker(
 ) -> dict[str, Any]:
     """Reset the breaker of ``chat``, ``intel``, ``pulse`` or ``scans`` to closed."""
     dashboard.reset_breaker(feature)
-    return _breaker_action(dashboard, feature, f"circuit breaker for {feature} reset")
+    return _breaker_action(dashboard, feature, f"Circuit breaker reset for {feature}")
 
 
 @router.post(
@@ -60,7 +61,7 @@ async def force_open_breaker(
 ) -> dict[str, Any]:
     """Open the breaker now (e.g. while an upstream is under maintenance); reset closes it."""
     dashboard.force_open_breaker(name)
-    return _breaker_action(dashboard, name, f"circuit breaker for {name} forced open")
+    return _breaker_action(dashboard, name, f"Circuit breaker forced open for {name}")
 
 
 @router.post(
@@ -71,7 +72,7 @@ async def force_open_breaker(
 async def reset_breaker(dashboard: DashboardDep, _: AdminDep, name: FeatureName) -> dict[str, Any]:
     """Alias of ``POST /api/reset-circuit-breaker/{feature}``, next to force-open."""
     dashboard.reset_breaker(name)
-    return _breaker_action(dashboard, name, f"circuit breaker for {name} reset")
+    return _breaker_action(dashboard, name, f"Circuit breaker reset for {name}")
 
 
 def _feature_action(dashboard: Any, name: str) -> dict[str, Any]:

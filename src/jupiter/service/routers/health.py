@@ -25,7 +25,8 @@ async def healthz(_: PublicDep) -> dict[str, str]:
 )
 async def readyz(request: Request, _: PublicDep) -> JSONResponse:
     """Ready when startup has finished, the database answers and the background writer runs
-    and writes (not failing for ``storage_stuck_after_seconds``, queue not overflowing).
+    and writes (not failing for ``storage_stuck_after_seconds``, queue not overflowing), and
+    the journal (when enabled) is open and taking every record.
 
     A disabled component or an open breaker does not make Jupiter unready (it serves its
     fallback); ``components`` shows them for information.
@@ -45,6 +46,10 @@ async def readyz(request: Request, _: PublicDep) -> JSONResponse:
         checks["background_writer"] = dashboard.writer.keeping_up(
             dashboard.settings.storage_stuck_after_seconds
         )
+        if dashboard.settings.journal_enabled:
+            # Not ready while what is acknowledged would not survive a kill -9: the journal
+            # could not be opened, is full (database down too long) or its last write failed.
+            checks["journal"] = dashboard.journal_ok()
         for name, state in dashboard.get_feature_status().items():
             if name in dashboard.init_errors:
                 components[name] = "not_started"

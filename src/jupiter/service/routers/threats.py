@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from ..deps import DashboardDep, ViewerDep
+from ..deps import AdminDep, DashboardDep, ViewerDep
 from ..errors import message_error
-from ..schemas import ErrorEnvelope, ThreatsResponse
+from ..schemas import ErrorEnvelope, ThreatsRefresh, ThreatsResponse
 
 router = APIRouter(tags=["intel"])
 
@@ -75,3 +75,27 @@ async def threats(
         return JSONResponse({"error": payload}, status_code=int(payload.get("status") or 503))
     payload.setdefault("count", len(payload.get("items") or []))
     return payload
+
+
+@router.post(
+    "/api/threats/refresh",
+    response_model=ThreatsRefresh,
+    summary="Fetch the threat sources now (admin)",
+    responses={
+        401: {"model": ErrorEnvelope, "description": "Missing or wrong admin token."},
+        503: {"model": ErrorEnvelope, "description": "Threat intelligence is not running."},
+    },
+)
+async def refresh_threats(dashboard: DashboardDep, _: AdminDep) -> Any:
+    """What `jupiter feeds sync` does, in the running server: every online source is fetched
+    now, whatever its age. A source that fails (an HTTP error, a document over a parsing
+    limit) keeps serving its last good data, marked stale, and says why in ``sources``."""
+    try:
+        return await dashboard.sync_feeds()
+    except RuntimeError as exc:
+        return message_error(
+            503,
+            str(exc),
+            error_type="feature_disabled",
+            suggestion="Enable the intel feature (or wait for it to start), then try again.",
+        )

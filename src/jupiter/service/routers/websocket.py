@@ -3,15 +3,30 @@
 Each incoming message gets its own request ID (on every log line it causes). Chat, threats and
 pulse run as tasks of the connection, so a slow upstream never stops the socket from reading:
 a ``request_status`` is answered while a chat is still thinking.
+
+Budgets (docs/security.md#budgets): every frame first passes the connection's
+:class:`~jupiter.service.ratelimit.FloodGuard` (dropped frames are not even parsed; a sustained
+flood closes with 1008), then is parsed within :func:`~jupiter.service.protocol.frame_limits`;
+at most ``ws_max_pending_requests`` handlers run at once; the send queue is bounded in bytes
+(:class:`~jupiter.service.hub.Connection`). The frame size itself is the server's
+(``ws_max_size``, close 1009).
+
+Access (docs/security.md#access-control): ``ViewerDep`` checks the handshake's credential (a
+session cookie with its CSRF token in the subprotocols, or ``Authorization: Bearer``) before
+the socket is accepted, and the access guard middleware its Origin and Host. The credential is
+checked again on every admitted message, so a rotation or revocation closes the socket (4401);
+chat that reaches an LLM needs the analyst role.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from jupiter.limits import JsonLimits
 from jupiter.resilience import build_error_response
 from jupiter.text import clean_text
 
@@ -24,10 +39,10 @@ from ..auth import (
 )
 from ..dashboard import JupiterDashboard
 from ..deps import ViewerDep
-from ..hub import Connection
+from ..hub import CLOSE_POLICY_VIOLATION, Connection, SendBudget
 from ..logs import new_request_id, request_id_var
-from ..protocol import ProtocolError, error_event_data, parse_client_message
-from ..ratelimit import TokenBucket
+from ..protocol import ProtocolError, error_event_data, frame_limits, parse_client_message
+from ..ratelimit import FloodGuard, FrameVerdict, TokenBucket
 from ..tokens import Role
 
 router = APIRouter()
@@ -154,6 +169,82 @@ async def _guarded(coro: Any, conn: Connection, dashboard: JupiterDashboard, wha
         await conn.send("error", body)
 
 
+def _new_connection(websocket: WebSocket, dashboard: JupiterDashboard) -> Connection:
+    """A connection with this socket's budgets: chat bucket, send queue, pending requests."""
+    settings = dashboard.settings
+    return Connection(
+        websocket,
+        rate_limit=TokenBucket(
+            settings.ws_chat_burst, settings.ws_chat_refill_per_second, clock=dashboard.clock
+        ),
+        budget=SendBudget(
+            messages=settings.ws_send_queue_messages, bytes=settings.ws_send_queue_bytes
+        ),
+        max_pending=settings.ws_max_pending_requests,
+        stats=dashboard.hub.stats,
+    )
+
+
+def _flood_guard(dashboard: JupiterDashboard) -> FloodGuard:
+    settings = dashboard.settings
+    return FloodGuard(
+        burst=settings.ws_frame_burst,
+        per_second=settings.ws_frames_per_second,
+        notice_interval=settings.ws_flood_notice_interval_seconds,
+        close_after_drops=settings.ws_flood_close_drops,
+        close_window=settings.ws_flood_close_window_seconds,
+        clock=dashboard.clock,
+    )
+
+
+async def _accept(websocket: WebSocket, dashboard: JupiterDashboard) -> Connection:
+    """The accept step: the socket is accepted, registered with the hub and told the status.
+    (Checks that decide whether to accept at all belong before ``websocket.accept()``: the
+    credential is checked by the route's ``ViewerDep``.)"""
+    await websocket.accept(subprotocol=socket_subprotocol(websocket.scope.get("subprotocols", ())))
+    conn = _new_connection(websocket, dashboard)
+    conn.start()
+    dashboard.hub.add(conn)
+    log.info("📡 socket %s connected (%d open)", conn.id, dashboard.hub.count)
+    await conn.send("status_update", dashboard.status_payload())
+    return conn
+
+
+async def _rate_limited(
+    conn: Connection, dashboard: JupiterDashboard, flood: FloodGuard, verdict: FrameVerdict
+) -> None:
+    """A dropped frame: the first of each interval is answered; a sustained flood closes."""
+    settings = dashboard.settings
+    rate = settings.ws_frames_per_second
+    conn.stats.dropped_frames += 1
+    if verdict.close:
+        conn.stats.flood_closes += 1
+        log.warning("⚠️ socket %s flooded: %d frames dropped; closing", conn.id, flood.dropped)
+        conn.request_close(
+            CLOSE_POLICY_VIOLATION,
+            f"too many messages: {flood.dropped} dropped (limit {rate:g} per second)",
+        )
+        return
+    if verdict.notify:
+        seconds = max(1, math.ceil(verdict.retry_after))
+        log.warning("⚠️ socket %s is over its frame budget (%d dropped)", conn.id, flood.dropped)
+        await conn.send(
+            "error",
+            error_event_data(
+                "rate_limited",
+                f"too many messages on this connection: messages are being dropped "
+                f"({flood.dropped} so far)",
+                f"Send at most {rate:g} messages per second (bursts of "
+                f"{settings.ws_frame_burst}); a sustained flood closes the socket.",
+                clock=dashboard.clock,
+                retry_after=seconds,
+                dropped=flood.dropped,
+                limit="ws_frames_per_second",
+                maximum=rate,
+            ),
+        )
+
+
 def _current_principal(access: AccessControl, websocket: WebSocket) -> Principal | None:
     """The handshake's credential as it is now (rotation and revocation reach an open socket
     on its next message); None once it may no longer read."""
@@ -190,72 +281,94 @@ async def _chat_refused(
     return True
 
 
+async def _dispatch(
+    raw: str | bytes | None,
+    conn: Connection,
+    dashboard: JupiterDashboard,
+    limits: JsonLimits,
+    principal: Principal,
+    access: AccessControl,
+) -> None:
+    """Parse one admitted frame and act on it; bad input gets an ``error`` event."""
+    settings = dashboard.settings
+    try:
+        event, data = parse_client_message(raw, settings.ws_max_message_bytes, limits)
+    except ProtocolError as exc:
+        log.warning("⚠️ socket %s sent a bad message: %s", conn.id, exc.code)
+        await conn.send(
+            "error",
+            error_event_data(
+                exc.code, exc.message, exc.suggestion, clock=dashboard.clock, **exc.extra
+            ),
+        )
+        return
+    log.info("📡 socket %s: %s", conn.id, event)
+    if event == "request_status":
+        await conn.send("status_update", dashboard.status_payload())
+        return
+    if not conn.has_room:
+        limit = settings.ws_max_pending_requests
+        await conn.send(
+            "error",
+            error_event_data(
+                "too_many_pending",
+                f"{limit} requests are already in progress on this connection",
+                "Wait for an answer before sending more requests.",
+                clock=dashboard.clock,
+                event=event,
+                limit="ws_max_pending_requests",
+                maximum=limit,
+            ),
+        )
+        return
+    if event == "chat_message":
+        if await _chat_refused(access, principal, conn, data, dashboard.clock):
+            return
+        coro = _handle_chat(dashboard, conn, data)
+    elif event == "request_threats":
+        coro = _handle_threats(dashboard, conn, data)
+    else:
+        coro = _handle_pulse(dashboard, conn)
+    conn.spawn(_guarded(coro, conn, dashboard, event), event)
+
+
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket, principal: ViewerDep) -> None:
-    # ViewerDep has checked the credential (session cookie or Bearer) before this runs; the
-    # access guard middleware checked Origin and Host. A refusal never reaches accept().
     dashboard: JupiterDashboard = websocket.app.state.dashboard
     access: AccessControl = websocket.app.state.access
     settings = dashboard.settings
-    await websocket.accept(subprotocol=socket_subprotocol(websocket.scope.get("subprotocols", ())))
-    conn = Connection(
-        websocket,
-        rate_limit=TokenBucket(
-            settings.ws_chat_burst, settings.ws_chat_refill_per_second, clock=dashboard.clock
-        ),
+    conn = await _accept(websocket, dashboard)
+    flood = _flood_guard(dashboard)
+    limits = frame_limits(
+        settings.ws_max_message_bytes,
+        max_depth=settings.ws_json_max_depth,
+        max_values=settings.ws_json_max_values,
     )
-    conn.start()
-    dashboard.hub.add(conn)
-    log.info("📡 socket %s connected (%d open)", conn.id, dashboard.hub.count)
-    await conn.send("status_update", dashboard.status_payload())
     try:
-        while True:
+        while not conn.closing:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 break
+            verdict = flood.admit()  # before anything else: a dropped frame costs nothing more
+            if not verdict.admitted:
+                await _rate_limited(conn, dashboard, flood, verdict)
+                continue
             raw = frame.get("text")
             if raw is None:
                 raw = frame.get("bytes")
+            current = _current_principal(access, websocket)
+            if current is None:
+                log.info("📡 socket %s: its credential ended; closing", conn.id)
+                conn.request_close(
+                    CLOSE_UNAUTHENTICATED,
+                    "credential rotated, revoked or expired: sign in again",
+                    discard_queued=True,
+                )
+                break
+            principal = current
             token = request_id_var.set(new_request_id())
             try:
-                current = _current_principal(access, websocket)
-                if current is None:
-                    log.info("📡 socket %s: its credential ended; closing", conn.id)
-                    await websocket.close(
-                        code=CLOSE_UNAUTHENTICATED,
-                        reason="credential rotated, revoked or expired: sign in again",
-                    )
-                    break
-                principal = current
-                try:
-                    event, data = parse_client_message(raw, settings.ws_max_message_bytes)
-                except ProtocolError as exc:
-                    log.warning("⚠️ socket %s sent a bad message: %s", conn.id, exc.code)
-                    await conn.send(
-                        "error",
-                        error_event_data(
-                            exc.code, exc.message, exc.suggestion, clock=dashboard.clock
-                        ),
-                    )
-                    continue
-                log.info("📡 socket %s: %s", conn.id, event)
-                if event == "chat_message":
-                    if await _chat_refused(access, principal, conn, data, dashboard.clock):
-                        continue
-                    conn.spawn(
-                        _guarded(_handle_chat(dashboard, conn, data), conn, dashboard, event), event
-                    )
-                elif event == "request_threats":
-                    conn.spawn(
-                        _guarded(_handle_threats(dashboard, conn, data), conn, dashboard, event),
-                        event,
-                    )
-                elif event == "request_pulse":
-                    conn.spawn(
-                        _guarded(_handle_pulse(dashboard, conn), conn, dashboard, event), event
-                    )
-                elif event == "request_status":
-                    await conn.send("status_update", dashboard.status_payload())
+                await _dispatch(raw, conn, dashboard, limits, principal, access)
             finally:
                 request_id_var.reset(token)
     except WebSocketDisconnect:
