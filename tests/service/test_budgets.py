@@ -16,7 +16,7 @@ import websockets
 
 from jupiter.service.app import create_app
 from jupiter.service.budgets import ConcurrencyLimiter
-from support.jupiter_app import ADMIN, recv_event, running_app, send_event
+from support.jupiter_app import ADMIN, LOCAL_BASE_URL, recv_event, running_app, send_event
 from support.server import ServerThread
 
 
@@ -86,7 +86,7 @@ async def test_a_handlers_own_timeout_error_is_not_mistaken_for_the_budget(setti
         app.add_api_route("/api/test/fails", fails)
         # Starlette re-raises after answering 500; the client only needs the answer.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://j.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL_BASE_URL) as client:
             response = await client.get("/api/test/fails", headers=ADMIN)
     assert response.status_code == 500
     assert response.json()["error"]["status"] == 500
@@ -102,7 +102,7 @@ async def test_concurrent_requests_are_limited_per_client_and_in_total(settings_
 
         def client_from(address: str) -> httpx.AsyncClient:
             transport = httpx.ASGITransport(app=app, client=(address, 1234))
-            return httpx.AsyncClient(transport=transport, base_url="http://jupiter.test")
+            return httpx.AsyncClient(transport=transport, base_url=LOCAL_BASE_URL)
 
         one = client_from("10.0.0.1")
         requests = [

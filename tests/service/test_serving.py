@@ -55,7 +55,7 @@ def test_a_request_head_sent_slowly_gets_408_and_the_connection_closed(server):
     and the connection closed, though bytes kept coming."""
     with connect(server) as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sock.sendall(b"X-Slow: 1\r\n")
         response = read_all(sock)
         elapsed = time.monotonic() - started
@@ -79,7 +79,7 @@ def test_the_deadline_restarts_for_each_request_on_a_keep_alive_connection(serve
     """A complete request is answered; the next one on the same connection gets its own
     deadline from its first byte."""
     with connect(server) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200")
         time.sleep(0.1)  # well inside keep-alive; not a timeout test
@@ -92,7 +92,7 @@ def test_the_deadline_restarts_for_each_request_on_a_keep_alive_connection(serve
 def test_a_request_head_over_the_size_limit_is_431_json(server, whole):
     """Over 16 KiB of headers is refused whether the head arrives in one read (measured by
     the request middleware) or keeps growing unfinished (refused by h11 as it arrives)."""
-    head = b"GET /api/status HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * (20 * 1024)
+    head = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " + b"a" * (20 * 1024)
     with connect(server) as sock:
         if whole:
             sock.sendall(head + b"\r\n\r\n")
@@ -128,7 +128,7 @@ async def test_a_socket_peer_that_never_reads_is_dropped_and_others_carry_on(ser
     key = base64.b64encode(os.urandom(16)).decode()
     slow.sendall(
         (
-            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
         ).encode()
@@ -162,7 +162,7 @@ def test_a_chunked_body_over_the_limit_is_413_over_the_wire(server):
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(9)) + b"0\r\n\r\n"
     with connect(server) as sock:
         sock.sendall(
-            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + body
         )
