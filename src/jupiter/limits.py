@@ -57,6 +57,8 @@ LIMIT_DESCRIPTIONS: dict[str, str] = {
     "max_text_chars": "text length in characters",
     "max_seconds": "parse time in seconds",
     "max_items": "number of items",
+    "max_memory_bytes": "memory in bytes",
+    "max_item_bytes": "size of one item's data in bytes",
 }
 
 
