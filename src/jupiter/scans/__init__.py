@@ -37,8 +37,9 @@ if TYPE_CHECKING:
         UploadTooLargeError,
     )
     from ._finding import ParsedFinding, ScanHeader, Severity, fingerprint_of
-    from ._importer import ImportProgress, ImportResult, ScanImporter, ScanParser
+    from ._importer import ImportProgress, ImportResult, ScanImporter
     from ._limits import ScanLimits
+    from ._parsers import ScanParser
     from ._queries import FindingFilters
     from ._service import (
         ScanJob,
@@ -79,7 +80,7 @@ _WHERE = {
     "ImportProgress": "_importer",
     "ImportResult": "_importer",
     "ScanImporter": "_importer",
-    "ScanParser": "_importer",
+    "ScanParser": "_parsers",
     "ScanLimits": "_limits",
     "FindingFilters": "_queries",
     "ScanJob": "_service",

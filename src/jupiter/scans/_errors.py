@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupiter.limits import InputLimitError
+from jupiter.limits import LIMIT_DESCRIPTIONS, InputLimitError
 
 __all__ = [
     "LIMIT_SETTINGS",
@@ -150,6 +150,14 @@ LIMIT_SETTINGS = {
 }
 
 
+#: What the upload's own limits measure (the rest are in ``jupiter.limits``).
+_UPLOAD_LIMITS = {
+    "max_parts": "number of parts",
+    "max_part_headers": "number of headers in one part",
+    "max_part_header_bytes": "size of one part's headers in bytes",
+}
+
+
 class ScanLimitError(ScanInputError):
     """The file went over one of the parsing limits (``jupiter.limits`` conventions): the error
     names the limit, its maximum and where (JSON path or XML line). Nothing is stored."""
@@ -167,18 +175,22 @@ class ScanLimitError(ScanInputError):
         line: int | None = None,
         column: int | None = None,
         scan_format: str | None = None,
+        what: str = "the scan",
+        suggestion: str | None = None,
     ) -> None:
         self.limit = limit
         self.maximum = maximum
         self.actual = actual
         setting = LIMIT_SETTINGS.get(limit)
-        self.suggestion = (
+        self.suggestion = suggestion or (
             f"If the file is genuine scanner output, raise {setting}."
             if setting
             else "Split the scan into smaller files."
         )
         # The wording of jupiter.limits (location left to ScanInputError's message).
-        detail = str(InputLimitError(limit, maximum, what="the scan", actual=actual))
+        detail = str(InputLimitError(limit, maximum, what=what, actual=actual))
+        if limit in _UPLOAD_LIMITS and limit not in LIMIT_DESCRIPTIONS:
+            detail = detail.replace(f": {limit}", f": {_UPLOAD_LIMITS[limit]}", 1)
         super().__init__(
             detail, json_path=json_path, line=line, column=column, scan_format=scan_format
         )

@@ -30,14 +30,14 @@ from ._enrich import CRITICAL_EXPLOITED, FindingEnricher
 from ._errors import ScanCancelledError, UnsupportedFormatError
 from ._finding import ParsedFinding, Severity
 from ._limits import DEFAULT_OPTIONS, ParseOptions
-from ._parsers import PARSERS, ScanParser
 from ._source import ScanSource
 from .models import FindingRecord, ScanFindingLink, ScanRecord
 
 if TYPE_CHECKING:
+    from ._parsers import ScanParser
     from ._worker import ParserPool
 
-__all__ = ["ImportProgress", "ImportResult", "ScanImporter", "ScanParser", "sha256_of"]
+__all__ = ["ImportProgress", "ImportResult", "ScanImporter", "sha256_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +164,9 @@ class ScanImporter:
             return self.parser_pool.parse(
                 source.path, scan_format, asset=asset, on_bytes=on_bytes, cancel=cancel
             )
+        # Imported here: a server (which uses a pool) never loads the parsers or yajl.
+        from ._parsers import PARSERS
+
         return PARSERS[scan_format](source, asset=asset, options=self.options)
 
     def import_file(

@@ -280,7 +280,9 @@ class NmapParser:
         )
         details = {
             "kind": "open-port",
-            "port": int(number) if number.isdigit() else number,
+            "port": int(number)
+            if number.isascii() and number.isdigit() and len(number) <= 5
+            else number,
             "protocol": protocol,
             "state": state.get("state") if state is not None else None,
             "reason": state.get("reason") if state is not None else None,

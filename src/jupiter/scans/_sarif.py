@@ -39,7 +39,7 @@ _RUN_HEADER = frozenset(
     {"runs.item.tool", "runs.item.versionControlProvenance", "runs.item.originalUriBaseIds"}
 )
 _CAPTURES = _RUN_HEADER | {"version", "runs.item.results.item"}
-_ARGUMENT = re.compile(r"\{(\d+)\}")
+_ARGUMENT = re.compile(r"\{([0-9]{1,6})\}")  # {0} .. {999999}: never a 5,000-digit int()
 _MAX_SNIPPET = 1000
 
 

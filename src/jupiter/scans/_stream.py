@@ -1,4 +1,4 @@
-"""Streaming reads of scan JSON: byte-counting for progress, and a walker that yields only the
+"""Streaming reads of scan JSON: a walker that yields only the
 parts a parser asks for, within explicit limits, so a 50 MB scan never sits in memory whole and
 a hostile one is refused naming the limit and the JSON path.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import ijson  # type: ignore[import-untyped]
 
@@ -26,6 +26,7 @@ from jupiter.limits import json_path
 
 from ._errors import MalformedScanError, ScanLimitError
 from ._limits import DEFAULT_OPTIONS, ParseOptions, ScanLimits
+from ._source import CountingReader
 from ._tokenize import JsonSyntaxError, TokenLimitError, python_events
 
 __all__ = ["BACKENDS", "END", "CountingReader", "stream_json"]
@@ -40,26 +41,8 @@ BACKENDS = ("auto", "yajl", "python")
 _BOM = b"\xef\xbb\xbf"
 #: Values between two checks of the time budget (and of ``on_tick``).
 _TICK = 1 << 16
-
-
-class CountingReader:
-    """Wraps a binary file, counting bytes read and reporting them to ``on_read``."""
-
-    def __init__(self, raw: IO[bytes], on_read: Callable[[int], None] | None = None) -> None:
-        self._raw = raw
-        self._on_read = on_read
-        self.bytes_read = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._raw.read(size)
-        if chunk:
-            self.bytes_read += len(chunk)
-            if self._on_read is not None:
-                self._on_read(self.bytes_read)
-        return chunk
-
-    def close(self) -> None:
-        self._raw.close()
+#: Memory held back during a walk, freed to report running out of memory.
+_RESERVE_BYTES = 1 << 20
 
 
 class _WithoutBom:
@@ -71,7 +54,7 @@ class _WithoutBom:
 
     def read(self, size: int = -1) -> bytes:
         data: bytes = self._raw.read(size)
-        if self._first:
+        if self._first and data:  # ijson's first call is read(0), to see bytes from str
             self._first = False
             if data.startswith(_BOM):
                 data = data[len(_BOM) :] or self._raw.read(size)
@@ -226,6 +209,8 @@ class _Walk:
         self.capture_parts: list[str | int] = []
         self.values = 0
         self.items = 0
+        # Address space kept back for reporting a MemoryError (see run).
+        self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
 
     # ----- where -----
     def parts(self) -> list[str | int]:
@@ -290,8 +275,20 @@ class _Walk:
                 scan_format=self.scan_format,
             ) from None
         except MemoryError:
-            self.build = None  # frees the value in build, so the path can be written
-            raise self.limit("max_memory_bytes", self.limits.max_memory_bytes) from None
+            # Freed first, so that naming the path (a few small objects) cannot fail too.
+            self.reserve = None
+            try:
+                where = self.path()
+            except MemoryError:  # not even that: give up the value in build
+                self.build = None
+                where = self.path()
+            self.build = None
+            raise ScanLimitError(
+                "max_memory_bytes",
+                self.limits.max_memory_bytes,
+                json_path=where,
+                scan_format=self.scan_format,
+            ) from None
 
     def _events(self, events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, str, Any]]:
         limits = self.limits

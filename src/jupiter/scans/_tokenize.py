@@ -30,6 +30,7 @@ _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]+")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_NUMBER_RUN = re.compile(r"[-+0-9.eE]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 _START_MAP: Event = ("start_map", None)
@@ -71,14 +72,16 @@ def python_events(
     max_string_chars: int,
     max_number_chars: int,
     chunk_size: int = 1 << 20,
+    errors: str = "strict",
 ) -> Iterator[Event]:
     """The JSON events of the bytes ``read(n)`` returns, until it returns ``b""``.
 
     Raises :class:`JsonSyntaxError` or :class:`TokenLimitError`. A string's raw text is read
     only up to six times its limit (every character could be a ``\\uXXXX`` escape) before it
-    is refused, so memory stays bounded by the limits, not by the file.
+    is refused, so memory stays bounded by the limits, not by the file. ``errors`` is the
+    UTF-8 decoder's (``replace`` for a sniff that only wants keys).
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
     buffer = ""
     position = 0
     eof = False
@@ -86,7 +89,8 @@ def python_events(
     expect = _VALUE
     max_raw_string = 6 * max_string_chars + 2
     skip_space = _WHITESPACE.match
-    match_number = _NUMBER.match
+    match_number = _NUMBER.fullmatch
+    match_number_run = _NUMBER_RUN.match
 
     def more(at_least: int = 0) -> None:
         """Drop what was consumed and append the next chunk (bigger when a token needs it)."""
@@ -194,15 +198,19 @@ def python_events(
             expect = _COMMA_OR_END if stack else _DONE
             yield _END_ARRAY
             continue
-        found = match_number(buffer, position)
-        if found is not None:
-            end = found.end()
+        if char in "-0123456789":
+            # The whole run of number characters: a number cut by the end of a chunk ("0" of
+            # "0.5") must not be taken for a complete one.
+            run = match_number_run(buffer, position)
+            end = run.end() if run is not None else position + 1
             if end - position > max_number_chars:
                 raise TokenLimitError("max_number_chars", max_number_chars)
             if end == len(buffer) and not eof:
                 more(end - position)
                 continue
-            literal = found.group()
+            literal = buffer[position:end]
+            if not match_number(literal):
+                raise JsonSyntaxError(f"bad number {literal[:30]!r}")
             position = end
             expect = _COMMA_OR_END if stack else _DONE
             if "." in literal or "e" in literal or "E" in literal:
@@ -246,8 +254,9 @@ def top_level_keys(
     keys: list[str] = []
     depth = 0
     try:
+        # Bad UTF-8 is the worker's to report, at its path; here it only hides keys.
         for event, value in python_events(
-            read, max_string_chars=len(head), max_number_chars=max_number_chars
+            read, max_string_chars=len(head), max_number_chars=max_number_chars, errors="replace"
         ):
             if event == "map_key":
                 if depth == 1:

@@ -3,7 +3,9 @@
 Accepts a raw body (the file itself) or ``multipart/form-data`` (a file part plus optional
 ``format`` and ``asset`` fields). Enforces the size limit while reading and tells a truncated
 upload (fewer bytes than announced, or a multipart body without its closing boundary) from a
-complete one.
+complete one. A form is bounded too: at most 16 parts, 16 headers and 8 KiB of headers per part,
+4 KiB per text field (413 ``input_limit_exceeded`` naming the limit), so what python-multipart
+hands over can never pile up in memory.
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
-from ._errors import MalformedScanError, TruncatedUploadError, UploadTooLargeError
+from ._errors import MalformedScanError, ScanLimitError, TruncatedUploadError, UploadTooLargeError
 
 __all__ = ["SpooledUpload", "spool_upload"]
 
 # Room for multipart boundaries and headers on top of the file size limit.
 _MULTIPART_OVERHEAD = 64 * 1024
 _MAX_FIELD_BYTES = 4096
+#: A form needs one file part and two small fields; these leave room for browsers' extras.
+_MAX_PARTS = 16
+_MAX_PART_HEADERS = 16
+_MAX_PART_HEADER_BYTES = 8 * 1024
+_FORM_SUGGESTION = "Send the scan as one 'file' part, with optional 'format' and 'asset' fields."
+
+
+def _form_limit(limit: str, maximum: int) -> ScanLimitError:
+    return ScanLimitError(limit, maximum, what="the multipart upload", suggestion=_FORM_SUGGESTION)
 
 
 @dataclass
@@ -84,6 +95,8 @@ class _MultipartCollector:
         self._headers: dict[str, bytes] = {}
         self._target: str | None = None  # "file", a field name, or None (ignored part)
         self._buffer = bytearray()
+        self._parts = 0
+        self._header_bytes = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -98,15 +111,28 @@ class _MultipartCollector:
         }
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > _MAX_PARTS:
+            raise _form_limit("max_parts", _MAX_PARTS)
         self._headers, self._target, self._buffer = {}, None, bytearray()
+        self._header_bytes = 0
+
+    def _count_header_bytes(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > _MAX_PART_HEADER_BYTES:
+            raise _form_limit("max_part_header_bytes", _MAX_PART_HEADER_BYTES)
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_field += data[start:end]
 
     def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
+        if len(self._headers) >= _MAX_PART_HEADERS:
+            raise _form_limit("max_part_headers", _MAX_PART_HEADERS)
         self._headers[self._header_field.decode("latin-1").lower()] = self._header_value
         self._header_field, self._header_value = b"", b""
 

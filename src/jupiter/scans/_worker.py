@@ -642,20 +642,17 @@ class ContainedParse:
         worker = pool._checkout()
         idle = False  # True once the worker has finished this job (and may take another)
         try:
-            worker.conn.send_bytes(
-                _dumps(
-                    [
-                        "parse",
-                        {
-                            "path": str(self.path),
-                            "format": self.format,
-                            "asset": self.asset,
-                            "limits": pool.limits.to_wire(),
-                            "backend": pool.json_backend,
-                        },
-                    ]
-                )
-            )
+            request = {
+                "path": str(self.path),
+                "format": self.format,
+                "asset": self.asset,
+                "limits": pool.limits.to_wire(),
+                "backend": pool.json_backend,
+            }
+            try:
+                worker.conn.send_bytes(_dumps(["parse", request]))
+            except OSError:
+                raise self._died(worker) from None
             for kind, body in self._messages(worker):
                 if kind == "progress":
                     if self.on_bytes is not None:
@@ -709,17 +706,19 @@ class ContainedParse:
         # backstop for a parse stuck where that check cannot run.
         hard_seconds = limits.max_seconds * 1.25 + 2.0
         max_message = BATCH_BYTES + limits.max_item_bytes + 65536
-        waited = 0.0
+        # Time waited for the worker: since the job started, less the time the caller spent
+        # with what it was given (storing findings is not parsing).
+        started = clock.monotonic()
+        elsewhere = 0.0
         while True:
             if self.cancel is not None and self.cancel.is_set():
                 worker.kill()
                 raise ScanCancelledError("the import was cancelled")
-            before = clock.monotonic()
             try:
                 ready = worker.conn.poll(pool.poll_interval)
             except (OSError, EOFError):
                 ready = True
-            waited += clock.monotonic() - before
+            waited = clock.monotonic() - started - elsewhere
             if not ready:
                 if not worker.alive():
                     raise self._died(worker)
@@ -739,7 +738,15 @@ class ContainedParse:
                 continue
             try:
                 raw = worker.conn.recv_bytes(max_message)
-            except (EOFError, OSError):
+            except OSError as exc:
+                if "bad message length" not in str(exc):
+                    raise self._died(worker) from None
+                worker.kill()  # it broke the protocol: it is not trusted with another job
+                raise ParserFailedError(
+                    f"the scan parser worker sent a message over {max_message} bytes",
+                    scan_format=self.format,
+                ) from None
+            except EOFError:
                 raise self._died(worker) from None
             message = json.loads(raw)
             del raw
@@ -753,12 +760,11 @@ class ContainedParse:
                 log.debug(
                     "scan parser worker %d ready in %.2f s", worker.pid, worker.startup_seconds
                 )
-                waited = 0.0
+                started, elsewhere = clock.monotonic(), 0.0  # the budget starts now
                 continue
-            if kind == "progress":
-                yield kind, message[1:3]
-            else:
-                yield kind, message[1]
+            handed = clock.monotonic()
+            yield kind, (message[1:3] if kind == "progress" else message[1])
+            elsewhere += clock.monotonic() - handed
 
     def _died(self, worker: _Worker) -> ScanError:
         """The error for a worker that ended mid-job (it is reaped here)."""
