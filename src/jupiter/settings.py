@@ -138,10 +138,10 @@ class Settings(BaseSettings):
     # Nesting of JSON arrays/objects or XML elements (real scans stay under 20; Nmap's NSE
     # tables are read recursively, hence the ceiling).
     scan_max_depth: int = Field(default=64, ge=8, le=500)
-    # Characters of one JSON string, XML text run or XML tag's attributes.
+    # Characters of one JSON string or float literal, XML text run or XML tag's attributes.
     scan_max_string_chars: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
-    # Characters of one JSON number (a 64-bit float or integer needs at most 25); at most
-    # 4,300, the length CPython's int() accepts.
+    # Digits of one JSON integer (a 64-bit one needs 20); at most 4,300, the length CPython's
+    # int() accepts. Float literals parse to 64 bits in linear time: bounded like strings.
     scan_max_number_chars: int = Field(default=100, ge=25, le=4300)
     # JSON values or XML elements in one file (a 100 MB SARIF file holds about 10 million).
     scan_max_values: int = Field(default=25_000_000, ge=1000, le=1_000_000_000)

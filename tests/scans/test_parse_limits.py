@@ -147,6 +147,21 @@ def test_an_irrelevant_long_integer_does_not_make_a_valid_file_unimportable(
         parse(tmp_path, fmt, data, "yajl")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fmt", JSON_FORMATS)
+def test_a_long_float_is_a_float(tmp_path: Path, fmt: str, backend: str) -> None:
+    """A 10,000-digit literal with a fraction parses (linear time) to a 64-bit float on both
+    backends; past max_string_chars it is refused like a string."""
+    (finding,) = parse(tmp_path, fmt, scan_with(fmt, b"1." + b"1" * 10_000), backend)
+    assert finding.fingerprint == parse(tmp_path, fmt, valid_scan(fmt))[0].fingerprint
+    if backend == "python":
+        with pytest.raises(ScanLimitError) as caught:
+            parse(
+                tmp_path, fmt, scan_with(fmt, b"1." + b"1" * 5000), backend, max_string_chars=4096
+            )
+        assert (caught.value.limit, caught.value.json_path) == ("max_string_chars", hole_path(fmt))
+
+
 def test_the_fallback_yields_each_finding_once(tmp_path: Path, builders: dict[str, Any]) -> None:
     """A long integer after many findings: the restart skips what yajl already yielded."""
     results = [builders["sarif_result"](f"R{n}", n + 1) for n in range(40)]

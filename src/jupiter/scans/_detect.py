@@ -12,7 +12,7 @@ import re
 from ._errors import MalformedScanError, UnsupportedFormatError
 from ._tokenize import top_level_keys
 
-__all__ = ["FORMATS", "detect_format"]
+__all__ = ["FORMATS", "CompressedFileError", "detect_format"]
 
 #: The formats Jupiter imports, by the name an uploader may give.
 FORMATS = ("sarif", "trivy", "grype", "nmap")
@@ -28,6 +28,10 @@ _ARCHIVES = (
     (b"(\xb5/\xfd", "zstd-compressed"),
 )
 _XML_ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*)[\s/>]")
+
+
+class CompressedFileError(UnsupportedFormatError):
+    """A compressed file or archive: never unpacked, whatever format it was named as."""
 
 
 #: The most of a file's head that is read for detection.
@@ -73,7 +77,7 @@ def detect_format(head: bytes) -> str:
     for magic, kind in _ARCHIVES:
         if text.startswith(magic):
             # Never unpacked here (a small archive can hold gigabytes): the uploader does it.
-            raise UnsupportedFormatError(
+            raise CompressedFileError(
                 f"the file is {kind}; upload the scan uncompressed (SARIF, Trivy or Grype JSON,"
                 " or Nmap XML)"
             )

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from jupiter.resilience import Clock, SystemClock
 
-from ._detect import FORMATS, detect_format
+from ._detect import FORMATS, CompressedFileError, detect_format
 from ._enrich import CRITICAL_EXPLOITED, FindingEnricher
 from ._errors import ScanCancelledError, UnsupportedFormatError
 from ._finding import ParsedFinding, Severity
@@ -113,6 +113,8 @@ def choose_format(head: bytes, requested: str | None) -> str:
             )
         try:
             detected = detect_format(head)
+        except CompressedFileError:
+            raise
         except UnsupportedFormatError:
             return requested  # the parser will say what is wrong with it
         if detected != requested:

@@ -33,10 +33,14 @@ class ScanLimits:
     max_bytes: int = 100 * MIB
     #: Nesting of JSON arrays/objects, or of XML elements. Real scans stay under 20.
     max_depth: int = 64
-    #: Characters of one JSON string, XML text run or XML start tag's attributes.
+    #: Characters of one JSON string (or float literal), XML text run or XML start tag's
+    #: attributes.
     max_string_chars: int = 4 * MIB
-    #: Characters of one JSON number literal: any float or 64-bit integer fits in 25; well
-    #: under the 4,300 digits at which CPython's ``int()`` refuses.
+    #: Characters of one JSON integer literal (a 64-bit one needs 20), well under the 4,300
+    #: digits at which CPython's ``int()`` refuses: an integer is held exactly, and converting
+    #: one costs time quadratic in its digits. A literal with a fraction or an exponent is a
+    #: float, parsed in linear time to 64 bits whatever its length (as yajl does), so it is
+    #: bounded like a string.
     max_number_chars: int = 100
     #: JSON values (objects, arrays, strings, numbers, literals) or XML elements in the file.
     #: A 100 MB SARIF file holds about 10 million.

@@ -41,6 +41,35 @@ FORMAT = "nmap"
 _MAX_OUTPUT = 2000
 #: Elements between two checks of the time budget (and of ``on_tick``).
 _TICK = 1 << 16
+#: Reads handed to expat: this small normally, doubling up to the large one (_GrowingReader).
+_MIN_READ = 64 * 1024
+_MAX_READ = 64 * 1024 * 1024
+
+
+class _GrowingReader:
+    """Hands iterparse bigger reads while expat reports nothing.
+
+    expat (2.5, as bundled with Python 3.11) re-scans an incomplete token from its start on
+    every feed, so a 16 MB attribute fed 16 KB at a time costs 16 MB x 1,000 scans. Doubling the
+    read while no callback fires makes that a few scans, whatever the token's size; normal
+    documents keep getting small reads.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.guard: _XmlGuard | None = None
+        self._size = _MIN_READ
+        self._seen = -1
+
+    def read(self, _size: int = -1) -> bytes:
+        events = self.guard.events if self.guard is not None else 0
+        if events == self._seen:
+            self._size = min(self._size * 2, _MAX_READ)
+        else:
+            self._size = _MIN_READ
+        self._seen = events
+        data: bytes = self._raw.read(self._size)
+        return data
 
 
 class _XmlGuard:
@@ -55,11 +84,14 @@ class _XmlGuard:
         self.depth = 0
         self.elements = 0
         self.text = 0
+        #: Callbacks so far (the reader watches it, see _GrowingReader).
+        self.events = 0
         inner_start = expat_parser.StartElementHandler
         inner_end = expat_parser.EndElementHandler
         inner_data = expat_parser.CharacterDataHandler
 
         def start(tag: str, attributes: Any) -> Any:
+            self.events += 1
             self.depth += 1
             self.elements += 1
             self.text = 0
@@ -81,11 +113,13 @@ class _XmlGuard:
             return inner_start(tag, attributes)
 
         def end(tag: str) -> Any:
+            self.events += 1
             self.depth -= 1
             self.text = 0
             return inner_end(tag)
 
         def data(text: str) -> Any:
+            self.events += 1
             self.text += len(text)
             if self.text > limits.max_text_chars:
                 raise self.limit("max_text_chars", limits.max_text_chars)
@@ -162,10 +196,11 @@ class NmapParser:
         root: Element | None = None
         depth = 0
         found = 0
-        with contextlib.closing(self._source.open()) as reader:
+        with contextlib.closing(self._source.open()) as raw:
+            reader = _GrowingReader(raw)
             try:
                 events = iterparse(reader, events=("start", "end"), parser=parser)
-                guard = _XmlGuard(parser.parser, self._options)
+                guard = reader.guard = _XmlGuard(parser.parser, self._options)
                 for event, element in events:
                     if event == "start":
                         depth += 1

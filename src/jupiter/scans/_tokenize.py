@@ -203,17 +203,22 @@ def python_events(
             # "0.5") must not be taken for a complete one.
             run = match_number_run(buffer, position)
             end = run.end() if run is not None else position + 1
-            if end - position > max_number_chars:
-                raise TokenLimitError("max_number_chars", max_number_chars)
+            literal = buffer[position:end]
+            is_float = "." in literal or "e" in literal or "E" in literal
             if end == len(buffer) and not eof:
+                if end - position > max_number_chars + max_string_chars:
+                    raise _number_limit(is_float, max_number_chars, max_string_chars)
                 more(end - position)
                 continue
-            literal = buffer[position:end]
+            # An integer is held exactly (int() is quadratic in its digits): max_number_chars.
+            # A float parses in linear time to 64 bits (as yajl does): bounded like a string.
+            if end - position > (max_string_chars if is_float else max_number_chars):
+                raise _number_limit(is_float, max_number_chars, max_string_chars)
             if not match_number(literal):
                 raise JsonSyntaxError(f"bad number {literal[:30]!r}")
             position = end
             expect = _COMMA_OR_END if stack else _DONE
-            if "." in literal or "e" in literal or "E" in literal:
+            if is_float:
                 number = float(literal)
                 if number in (float("inf"), float("-inf")):
                     raise JsonSyntaxError("a number is out of range (over a 64-bit float)")
@@ -234,6 +239,12 @@ def python_events(
             if char == "\x00":
                 raise JsonSyntaxError("a NUL byte where a value should be")
             raise JsonSyntaxError(f"unexpected {char!r} where a value should be")
+
+
+def _number_limit(is_float: bool, max_number_chars: int, max_string_chars: int) -> TokenLimitError:
+    if is_float:
+        return TokenLimitError("max_string_chars", max_string_chars)
+    return TokenLimitError("max_number_chars", max_number_chars)
 
 
 def top_level_keys(
