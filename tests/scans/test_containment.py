@@ -169,34 +169,30 @@ def test_a_worker_over_its_memory_budget_is_a_413(client: Client) -> None:
     assert client.upload(valid_scan("sarif")).status_code == 201
 
 
-def test_the_time_budget_then_no_worker_outlives_the_server(tmp_path: Path) -> None:
-    """A file needing more parse time than JUPITER_SCAN_MAX_SECONDS is a 413 naming the JSON
-    path reached. Then: SIGTERM stops the server cleanly and takes its worker with it, and
-    after a restart, kill -9 of the server leaves no worker behind either."""
-    server = ServerProcess(
-        tmp_path / "data",
-        env={"JUPITER_LLM_PROVIDER": "offline", "JUPITER_SCAN_MAX_SECONDS": "0.5"},
-    ).start(timeout=60)
-    try:
-        client = Client(server)
-        response = client.upload(big_trivy())
-        assert response.status_code == 413, response.text[:500]
-        error = response.json()["error"]
-        assert (error["limit"], error["maximum"]) == ("max_seconds", 0.5)
-        assert error["location"]["json_path"].startswith("$.Results[0].Vulnerabilities[")
-        assert client.total() == 0
-        client.scans_are_healthy()
+def test_no_worker_outlives_the_server_and_the_time_budget(client: Client) -> None:
+    """SIGTERM stops the server cleanly and takes its worker with it. Restarted with
+    JUPITER_SCAN_MAX_SECONDS=0.5, a file needing more parse time is a 413 naming the JSON path
+    reached. Then kill -9 of the server leaves no worker behind either. (Runs last: it stops
+    the module's server.)"""
+    server = client.server
+    (worker,) = wait_for(lambda: children(client.pid))
+    server.stop()
+    assert server.process is not None
+    assert server.process.poll() is not None
+    assert not alive(worker)
+    assert "Traceback" not in server.output()
 
-        (worker,) = wait_for(lambda: children(client.pid))
-        server.stop()
-        assert server.process is not None
-        assert server.process.poll() is not None
-        assert not alive(worker)
-        assert "Traceback" not in server.output()
+    server.env["JUPITER_SCAN_MAX_SECONDS"] = "0.5"
+    server.start(timeout=60)
+    before = client.total()
+    response = client.upload(big_trivy())
+    assert response.status_code == 413, response.text[:500]
+    error = response.json()["error"]
+    assert (error["limit"], error["maximum"]) == ("max_seconds", 0.5)
+    assert error["location"]["json_path"].startswith("$.Results[0].Vulnerabilities[")
+    assert client.total() == before
+    client.scans_are_healthy()
 
-        server.start(timeout=60)
-        (worker,) = wait_for(lambda: children(client.pid))
-        server.kill()
-        wait_for(lambda: not alive(worker), within=10)
-    finally:
-        server.kill()
+    (worker,) = wait_for(lambda: children(client.pid))
+    server.kill()
+    wait_for(lambda: not alive(worker), within=10)

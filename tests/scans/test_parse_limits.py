@@ -317,6 +317,24 @@ def test_detection_names_what_it_refuses(head: bytes, message: str) -> None:
         detect_format(head)
 
 
+def test_the_settings_give_the_default_limits_and_refuse_unsafe_ones(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from jupiter.settings import Settings
+
+    assert ScanLimits.from_settings(Settings(data_dir=tmp_path)) == ScanLimits()
+    custom = Settings(data_dir=tmp_path, scan_max_depth=32, scan_max_seconds=5)
+    assert ScanLimits.from_settings(custom) == ScanLimits(max_depth=32, max_seconds=5.0)
+    for unsafe in (
+        {"scan_max_number_chars": 5000},  # int() refuses more than 4,300 digits
+        {"scan_max_depth": 100_000},  # Nmap's NSE tables are read recursively
+        {"scan_max_memory_bytes": 1024},
+        {"scan_max_seconds": 0},
+    ):
+        with pytest.raises(ValidationError):
+            Settings(data_dir=tmp_path, **unsafe)
+
+
 def test_detection_never_loads_the_c_parser() -> None:
     """Sniffing a hostile head in a fresh interpreter leaves ijson (yajl) unimported."""
     code = (

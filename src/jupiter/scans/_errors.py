@@ -154,7 +154,7 @@ LIMIT_SETTINGS = {
 _UPLOAD_LIMITS = {
     "max_parts": "number of parts",
     "max_part_headers": "number of headers in one part",
-    "max_part_header_bytes": "size of one part's headers in bytes",
+    "max_part_header_bytes": "size of one header line of a part in bytes",
 }
 
 
