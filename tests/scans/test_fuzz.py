@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.procfs import children, rss_mb
 from support.scan_files import (
     FORMATS,
     JSON_FORMATS,
@@ -39,13 +40,6 @@ RSS_BOUND_MB = 100
 MUTATIONS = 25
 
 STATS: dict[str, Any] = {"cases": 0, "refused": 0, "accepted": 0, "max_growth_mb": 0.0}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 class Target:
@@ -320,13 +314,9 @@ def test_the_server_never_loaded_the_c_parser(target: Target) -> None:
     """After all of the above, yajl (ijson's C backend) is mapped in the worker only."""
     maps = Path(f"/proc/{target.pid}/maps").read_text()
     assert "yajl" not in maps
-    children = [
-        int(child)
-        for task in Path(f"/proc/{target.pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-    assert children, "the server keeps a warm parser worker"
-    assert any("yajl" in Path(f"/proc/{child}/maps").read_text() for child in children)
+    workers = children(target.pid)
+    assert workers, "the server keeps a warm parser worker"
+    assert any("yajl" in Path(f"/proc/{worker}/maps").read_text() for worker in workers)
 
 
 def test_fuzz_figures() -> None:

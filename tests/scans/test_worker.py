@@ -36,6 +36,7 @@ from jupiter.scans._errors import ScanCancelledError
 from jupiter.scans._limits import ScanLimits
 from jupiter.scans._parsers import PARSERS
 from jupiter.scans._source import ScanSource
+from support.procfs import gone
 from support.scan_files import FORMATS, scan_with, valid_scan
 
 MIB = 1024 * 1024
@@ -52,20 +53,6 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    """Whether process ``pid`` has exited (or become a zombie) within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class MidParse:

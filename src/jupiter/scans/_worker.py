@@ -338,14 +338,16 @@ def _run_job(conn: Connection, spec: dict[str, Any], parent: int) -> bool:
         sender.drop()
         if exc.scan_format is None:
             exc.scan_format = scan_format
-        sender.send(["error", error_to_wire(exc)])
-        # After running out of memory the heap is best replaced.
-        return not (isinstance(exc, ScanLimitError) and exc.limit == "max_memory_bytes")
+        # After running out of memory the heap is best replaced: the worker retires, and says
+        # so, so that the server does not hand the next file to a process on its way out.
+        retire = isinstance(exc, ScanLimitError) and exc.limit == "max_memory_bytes"
+        sender.send(["error", {**error_to_wire(exc), "retire": retire}])
+        return not retire
     except MemoryError:
         sender.drop()
         error = ScanLimitError("max_memory_bytes", limits.max_memory_bytes, scan_format=scan_format)
         try:
-            sender.send(["error", error_to_wire(error)])
+            sender.send(["error", {**error_to_wire(error), "retire": True}])
         except MemoryError:
             os._exit(EXIT_MEMORY)
         return False
@@ -367,7 +369,7 @@ def _run_job(conn: Connection, spec: dict[str, Any], parent: int) -> bool:
             f"the {scan_format} parser failed on this file ({type(exc).__name__})",
             scan_format=scan_format,
         )
-        sender.send(["error", error_to_wire(failed)])
+        sender.send(["error", {**error_to_wire(failed), "retire": True}])
         return False
 
 
@@ -680,10 +682,9 @@ class ContainedParse:
                     error = error_from_wire(body)
                     if error.scan_format is None:
                         error.scan_format = self.format
-                    # After running out of memory the worker retires (it says so by exiting).
-                    idle = not (
-                        isinstance(error, ScanLimitError) and error.limit == "max_memory_bytes"
-                    )
+                    # A worker that retires after this error (out of memory, a parser bug)
+                    # says so: it must not be handed the next file.
+                    idle = isinstance(body, dict) and body.get("retire") is False
                     raise error
                 else:
                     raise TypeError(kind)
