@@ -5,6 +5,7 @@ in-process ijson path and bare parsing baselines, in the same run, with ratios.
     uv run python benchmarks/bench_scan_import.py                  # 50 MB SARIF and Trivy
     uv run python benchmarks/bench_scan_import.py --format trivy --size-mb 10
     uv run python benchmarks/bench_scan_import.py --http           # also upload over HTTP
+    uv run python benchmarks/bench_scan_import.py --repeat 3       # medians of 3 runs
     uv run python benchmarks/bench_scan_import.py --json out.json
     uv run python benchmarks/run.py --scan [--quick]               # as rows of the main table
 
@@ -363,16 +364,22 @@ def measure_import(
         progress_events += 1
 
     worker: PeakRss | None = None
+    worker_pid = None
     try:
         legacy = _legacy_parsers() if mode == "old in-process" else contextlib.nullcontext()
         if pool is not None:
             _warm_up(pool, workdir)
             (worker_pid,) = pool.pids()
             worker = PeakRss(worker_pid)
+        worker_cpu = _cpu_seconds(worker_pid) if worker_pid else 0.0
         with legacy, PeakRss() as memory, worker or contextlib.nullcontext():
             started = time.perf_counter()
+            cpu = time.process_time()
             result = importer.import_file(path, on_progress=on_progress)
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        if worker_pid:
+            worker_cpu = _cpu_seconds(worker_pid) - worker_cpu
     finally:
         engine.dispose()
         if pool is not None:
@@ -384,6 +391,8 @@ def measure_import(
         "file_mb": round(size / MB, 1),
         "findings": result.findings,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "worker_cpu_seconds": round(worker_cpu, 2) if worker_pid else None,
         "mb_per_second": round(size / MB / seconds, 2),
         "findings_per_second": round(result.findings / seconds),
         "rss_before_mb": round(memory.before_kb / 1024, 1),
@@ -393,6 +402,12 @@ def measure_import(
         "progress_events": progress_events,
         "batch_size": batch_size,
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _measure_apart(path: Path, workdir: Path, batch_size: int, mode: str) -> dict[str, Any]:
@@ -504,16 +519,18 @@ def _children(pid: int) -> list[int]:
 
 
 def measure_http_upload(path: Path, workdir: Path) -> dict[str, Any]:
-    """POST ``path`` (streamed from disk) to a fresh ``jupiter serve``; request time and the
-    peak RSS of the server process and of its parser worker over the request."""
+    """POST ``path`` (streamed from disk) to a fresh ``jupiter serve``; request time, and the
+    CPU time and peak RSS of the server process and of its parser worker over the request."""
     size = path.stat().st_size
-    data_dir = workdir / f"server-{path.stem}"
+    data_dir = Path(tempfile.mkdtemp(prefix=f"server-{path.stem}-", dir=workdir))  # fresh
     with jupiter_server(data_dir, max_upload_bytes=max(2 * size, 100 * MB)) as (url, pid):
         deadline = time.monotonic() + 30
         while not _children(pid) and time.monotonic() < deadline:
             time.sleep(0.05)  # the warm worker the server starts with
         workers = _children(pid)
         worker = PeakRss(workers[0]) if workers else None
+        server_cpu = _cpu_seconds(pid)
+        worker_cpu = _cpu_seconds(workers[0]) if workers else 0.0
         with (
             httpx.Client(base_url=url, timeout=600) as http,
             path.open("rb") as body,
@@ -528,6 +545,9 @@ def measure_http_upload(path: Path, workdir: Path) -> dict[str, Any]:
                 headers={"content-type": "application/octet-stream"},
             )
             seconds = time.perf_counter() - started
+        server_cpu = _cpu_seconds(pid) - server_cpu
+        if workers:
+            worker_cpu = _cpu_seconds(workers[0]) - worker_cpu
         if response.status_code != 201:
             raise RuntimeError(f"upload failed: {response.status_code} {response.text[:500]}")
         summary = response.json()
@@ -538,6 +558,8 @@ def measure_http_upload(path: Path, workdir: Path) -> dict[str, Any]:
         "file_mb": round(size / MB, 1),
         "findings": summary["findings"],
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(server_cpu, 2),
+        "worker_cpu_seconds": round(worker_cpu, 2) if workers else None,
         "mb_per_second": round(size / MB / seconds, 2),
         "findings_per_second": round(summary["findings"] / seconds),
         "rss_before_mb": round(memory.before_kb / 1024, 1),
@@ -555,10 +577,13 @@ def measure_all(
     workdir: Path | None = None,
     batch_size: int = 500,
     http: bool = False,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
     """Generate one file per format; measure the bare parsers and the three ways of
-    importing it (and, with ``http``, an upload to a server); returns the detailed rows, each
-    import with ``ratio`` = its time / the old in-process import's."""
+    importing it (and, with ``http``, an upload to a server), ``repeat`` times round-robin
+    (so a busy spell of the machine hits every mode alike); each row is the run of median
+    time, with every run's ``runs_seconds`` and ``ratio`` = its time / the old in-process
+    import's."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="jupiter-bench-", dir=workdir) as directory:
         base = Path(directory)
@@ -568,11 +593,19 @@ def measure_all(
             generate(fmt, path, int(size_mb * MB))
             for bare in measure_bare(path):
                 rows.append({"format": fmt, "via": "bare", **bare})
-            imports = [
-                {**_measure_apart(path, base, batch_size, mode), "via": "import"} for mode in MODES
-            ]
-            if http:
-                imports.append(measure_http_upload(path, base))
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(max(repeat, 1)):
+                for mode in MODES:
+                    row = {**_measure_apart(path, base, batch_size, mode), "via": "import"}
+                    runs.setdefault(mode, []).append(row)
+                if http:
+                    runs.setdefault("http", []).append(measure_http_upload(path, base))
+            imports = []
+            for done in runs.values():
+                done.sort(key=lambda row: row["seconds"])
+                median = dict(done[len(done) // 2])
+                median["runs_seconds"] = [row["seconds"] for row in done]
+                imports.append(median)
             old = imports[0]["seconds"]
             for row in imports:
                 row["ratio"] = round(row["seconds"] / old, 2) if old else None
@@ -651,7 +684,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
         )
     print(
         f"{'format':<7}{'how':<18}{'file MB':>8}{'findings':>9}{'seconds':>9}{'ratio':>7}"
-        f"{'MB/s':>7}{'peak RSS growth':>16}{'worker peak RSS':>16}"
+        f"{'MB/s':>7}{'CPU s':>7}{'worker CPU':>11}{'peak RSS growth':>16}{'worker peak RSS':>16}"
     )
     for row in rows:
         if row["via"] == "latency":
@@ -659,18 +692,24 @@ def _print(rows: list[dict[str, Any]]) -> None:
         if row["via"] == "bare":
             print(
                 f"{row['format']:<7}{row['mode']:<18}{'':>8}{'':>9}{row['seconds']:>9}{'':>7}"
-                f"{'':>7}{row['peak_growth_mb']:>16}{'':>16}"
+                f"{'':>7}{'':>7}{'':>11}{row['peak_growth_mb']:>16}{'':>16}"
             )
             continue
-        worker = row.get("worker_peak_rss_mb")
+
+        def shown(key: str, row: dict[str, Any] = row) -> str:
+            value = row.get(key)
+            return "–" if value is None else str(value)
+
         print(
             f"{row['format']:<7}{row['mode']:<18}{row['file_mb']:>8}{row['findings']:>9}"
             f"{row['seconds']:>9}{row['ratio']:>7}{row['mb_per_second']:>7}"
-            f"{row['peak_growth_mb']:>16}{worker if worker is not None else '–':>16}"
+            f"{shown('cpu_seconds'):>7}{shown('worker_cpu_seconds'):>11}"
+            f"{row['peak_growth_mb']:>16}{shown('worker_peak_rss_mb'):>16}"
         )
     print(
-        "ratio: seconds / the old in-process import's. Peak RSS growth: this process's (an"
-        " import) or the server's (http); worker: the parser worker's peak RSS."
+        "seconds: the median run (every run's in --json); ratio: seconds / the old in-process"
+        " import's. CPU s: the importing process's (http: the server's). Peak RSS growth:"
+        " the importing process's, or the server's (http); worker: the parser worker's."
     )
 
 
@@ -688,9 +727,14 @@ def main(argv: list[str] | None = None) -> int:
         "--http", action="store_true", help="also POST each file to a real jupiter serve"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each import (the median is shown)"
+    )
     args = parser.parse_args(argv)
     formats = ("sarif", "trivy") if args.format == "both" else (args.format,)
-    rows = measure_all(formats, args.size_mb, batch_size=args.batch_size, http=args.http)
+    rows = measure_all(
+        formats, args.size_mb, batch_size=args.batch_size, http=args.http, repeat=args.repeat
+    )
     _print(rows)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
