@@ -1,14 +1,14 @@
-"""Streaming reads of scan JSON: a walker that yields only the
-parts a parser asks for, within explicit limits, so a 50 MB scan never sits in memory whole and
-a hostile one is refused naming the limit and the JSON path.
+"""Streaming reads of scan JSON: a walker that yields only the parts a parser asks for, within
+explicit limits, so a 50 MB scan never sits in memory whole and a hostile one is refused naming
+the limit and the JSON path.
 
 The events come from yajl (ijson's C backend, ``basic_parse(use_float=True)``: no prefixes, so
 no per-event path strings, which made memory quadratic in nesting depth), or from the pure-Python
-tokenizer in :mod:`._tokenize`. yajl is about five times faster; it cannot hold an integer of
-more than 19 digits, so on its "integer overflow" the walk restarts on the Python tokenizer,
-skipping what it already yielded: a valid file with a 25-digit ``rank`` imports, and a 4,301-digit
-one is refused as over ``max_number_chars``, at its path. Scan files are parsed in a worker
-process (see :mod:`._worker`), where a crash of the C code would only end the worker.
+tokenizer in :mod:`._tokenize`. The walk is about three times faster on yajl; yajl cannot hold
+an integer of more than 19 digits, so on its "integer overflow" the walk restarts on the Python
+tokenizer, skipping what it already yielded: a valid file with a 25-digit ``rank`` imports, and
+a 4,301-digit one is refused as over ``max_number_chars``, at its path. Scan files are parsed in
+a worker process (see :mod:`._worker`), where a crash of the C code would only end the worker.
 
 The walker keeps the concrete JSON path (with array indexes) of the value being read, as a
 stack of keys and indexes (rendered only for an error), e.g. ``$.runs[0].results[1234].level``.

@@ -3,8 +3,9 @@ the lengths of numbers and strings bounded before anything is built from them.
 
 It is the exact path next to the C parser (yajl, through ijson): the server uses it to sniff a
 file's format from its first 64 KB, and the parser worker falls back to it when yajl refuses a
-valid file (an integer of more than 19 digits, which yajl cannot hold but Python can). It is
-about five times slower than yajl, so it is not the first choice for whole files.
+valid file (an integer of more than 19 digits, which yajl cannot hold but Python can). The walk
+of a 50 MB SARIF file takes about three times as long on it as on yajl (11 s against 4 s), so
+it is not the first choice for whole files.
 
 Strings are decoded by the standard library's ``json.decoder.scanstring`` (C, and strict: raw
 control characters and bad escapes are refused); everything else is a small state machine.
