@@ -6,7 +6,6 @@ server, whether it is stopped (SIGTERM) or killed (SIGKILL)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from support.procfs import alive, children
-from support.scan_files import scan_with, valid_scan
+from support.scan_files import big_trivy, scan_with, valid_scan
 from support.server import ServerProcess
 
 MIB = 1024 * 1024
@@ -32,30 +31,6 @@ def wait_for(condition: Any, within: float = 30.0) -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError(f"not reached within {within} s")
-
-
-def big_trivy(vulnerabilities: int = 60_000) -> bytes:
-    """A valid Trivy report of about 20 MB: long enough to be caught mid-parse."""
-    entry = json.dumps(
-        {
-            "VulnerabilityID": "CVE-2024-%d",
-            "PkgID": "pkg-%d@1.0",
-            "PkgName": "pkg-%d",
-            "InstalledVersion": "1.0",
-            "FixedVersion": "1.1",
-            "Severity": "HIGH",
-            "Title": "a flaw in the parser of package %d",
-            "Description": "A flaw was found. " * 8,
-            "CVSS": {"nvd": {"V3Score": 7.5}},
-        }
-    )
-    template = entry.replace("{", "{{").replace("}", "}}").replace("%d", "{0}")
-    items = ",".join(template.format(n) for n in range(vulnerabilities))
-    return (
-        '{"SchemaVersion": 2, "ArtifactName": "registry.example/big:1", "Results": [{"Target":'
-        f' "big (debian 12)", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": [{items}]'
-        "}]}"
-    ).encode()
 
 
 class Client:

@@ -17,6 +17,7 @@ __all__ = [
     "FORMATS",
     "JSON_FORMATS",
     "VALID_HOLE",
+    "big_trivy",
     "billion_laughs",
     "gzip_bomb",
     "hole_path",
@@ -193,3 +194,27 @@ def gzip_bomb(expanded_mb: int = 200) -> bytes:
         for _ in range(expanded_mb):
             archive.write(block)
     return out.getvalue()
+
+
+def big_trivy(vulnerabilities: int = 60_000) -> bytes:
+    """A valid Trivy report of about 20 MB: long enough to be caught mid-parse."""
+    entry = json.dumps(
+        {
+            "VulnerabilityID": "CVE-2024-%d",
+            "PkgID": "pkg-%d@1.0",
+            "PkgName": "pkg-%d",
+            "InstalledVersion": "1.0",
+            "FixedVersion": "1.1",
+            "Severity": "HIGH",
+            "Title": "a flaw in the parser of package %d",
+            "Description": "A flaw was found. " * 8,
+            "CVSS": {"nvd": {"V3Score": 7.5}},
+        }
+    )
+    template = entry.replace("{", "{{").replace("}", "}}").replace("%d", "{0}")
+    items = ",".join(template.format(n) for n in range(vulnerabilities))
+    return (
+        '{"SchemaVersion": 2, "ArtifactName": "registry.example/big:1", "Results": [{"Target":'
+        f' "big (debian 12)", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": [{items}]'
+        "}]}"
+    ).encode()

@@ -107,6 +107,16 @@ def scan_error_data(exc: BaseException, clock: Clock, **extra: Any) -> dict[str,
         )["error"]
         if exc.retry_after is not None:
             body["retry_after"] = exc.retry_after
+    elif isinstance(exc, ScanCancelledError):
+        body = build_error_response(
+            str(exc),
+            status_code=503,
+            message=str(exc),
+            error_type="scan_cancelled",
+            suggestion="Jupiter was shutting down; upload the file again. Nothing was stored.",
+            recoverable=True,
+            clock=clock,
+        )["error"]
     else:
         body = build_error_response(
             exc,

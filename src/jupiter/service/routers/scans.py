@@ -27,6 +27,7 @@ from jupiter.scans import (
     TruncatedUploadError,
     UnsupportedFormatError,
 )
+from jupiter.scans._errors import ScanCancelledError
 from jupiter.scans._importer import choose_format
 from jupiter.scans._queries import FindingFilters
 from jupiter.scans._service import (
@@ -132,6 +133,14 @@ def _scan_error(exc: Exception) -> JSONResponse:
             recoverable=True,
             extra=extra,
             headers=headers,
+        )
+    if isinstance(exc, ScanCancelledError):
+        return message_error(
+            503,
+            str(exc),
+            error_type="scan_cancelled",
+            suggestion="Jupiter was shutting down; upload the file again. Nothing was stored.",
+            recoverable=True,
         )
     return message_error(
         503,
