@@ -254,3 +254,6 @@ class ParserFailedError(ScanInputError):
 
 class ScanCancelledError(ScanError):
     """The import was cancelled (server shutdown); its parser worker was stopped."""
+
+    problem = "scan_cancelled"
+    suggestion = "Jupiter was shutting down; upload the file again. Nothing was stored."

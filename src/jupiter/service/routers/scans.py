@@ -138,8 +138,8 @@ def _scan_error(exc: Exception) -> JSONResponse:
         return message_error(
             503,
             str(exc),
-            error_type="scan_cancelled",
-            suggestion="Jupiter was shutting down; upload the file again. Nothing was stored.",
+            error_type=exc.problem,
+            suggestion=exc.suggestion,
             recoverable=True,
         )
     return message_error(
