@@ -1,23 +1,35 @@
-"""Benchmark: importing a large SARIF or Trivy file (50 MB by default): time and peak memory.
+"""Benchmark: importing a large SARIF or Trivy file (50 MB by default): time and peak memory,
+the contained parser (a worker process, what the server runs since issue 9) against the old
+in-process ijson path and bare parsing baselines, in the same run, with ratios.
 
     uv run python benchmarks/bench_scan_import.py                  # 50 MB SARIF and Trivy
     uv run python benchmarks/bench_scan_import.py --format trivy --size-mb 10
     uv run python benchmarks/bench_scan_import.py --http           # also upload over HTTP
+    uv run python benchmarks/bench_scan_import.py --repeat 3       # medians of 3 runs
     uv run python benchmarks/bench_scan_import.py --json out.json
     uv run python benchmarks/run.py --scan [--quick]               # as rows of the main table
 
 The file is generated first (streamed to disk, realistic entries: rules, regions, snippets and
-fingerprints for SARIF; packages, versions, CVSS and references for Trivy), then imported into a
-fresh SQLite database with the real pipeline (streaming parser, batching, one transaction).
-Peak memory is the process's peak resident set size during the import (Linux ``VmHWM``, reset
-just before the import), next to the resident size before it, so the growth is what the import
-itself needed.
+fingerprints for SARIF; packages, versions, CVSS and references for Trivy), then, for each
+format, measured these ways:
+
+* ``bare ijson.parse`` / ``bare basic_parse``: iterating yajl's events over the file and
+  nothing else (the floors of the old and the new parser);
+* ``old in-process``: the import as it was before issue 9, parsed in this process by the old
+  walker on ``ijson.parse`` (prefix events; kept below as the reference, happy path only);
+* ``new in-process``: the import parsed in this process by the new bounded walker;
+* ``contained``: the import as the server runs it, parsed in a warm worker process and
+  streamed back in batches (the worker is started before the clock starts; its start-up is
+  measured separately, as is one small file on a warm worker).
+
+Each import runs in a fresh interpreter, into a fresh SQLite database, with the real pipeline
+(batching, one transaction). Peak memory is a process's peak resident set size (Linux
+``VmHWM``, reset just before the import) less its size before, for the importing process and
+(contained) for the worker.
 
 With ``--http`` (and in ``run()``), the same file is also POSTed as a raw body to a real
-``jupiter serve`` subprocess on 127.0.0.1 (``wait=true``: the answer comes when the import is
-done), streamed from disk by the client; the figures are the request's wall time and the server
-process's peak RSS over the request (its ``VmHWM``, reset before the upload), so spooling the
-body and importing it are both in it.
+``jupiter serve`` subprocess on 127.0.0.1 (``wait=true``), streamed from disk by the client;
+the figures are the request's wall time and the peak RSS of the server and of its worker.
 
 Importable: ``measure_all(formats, size_mb, http=False) -> list[dict]`` (the detailed rows) and
 ``run(quick=False) -> list[dict]`` (rows for ``benchmarks/run.py --scan``: path, unit, jupiter,
@@ -33,6 +45,7 @@ import json
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,11 +56,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ijson
+from ijson.common import ObjectBuilder
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-import jupiter.scans.models  # noqa: F401 - registers the scan tables
-from jupiter.scans import ScanImporter
+import jupiter.scans._grype
+import jupiter.scans._sarif
+import jupiter.scans._trivy
+import jupiter.scans.models
+from jupiter.scans import ParserPool, ScanImporter
+from jupiter.scans._sarif import SarifParser
+from jupiter.scans._source import ScanSource
+from jupiter.scans._stream import END
 from jupiter.storage.base import Base
 
 __all__ = ["generate", "main", "measure_all", "measure_http_upload", "measure_import", "run"]
@@ -223,42 +244,222 @@ class PeakRss:
             self.peak_kb = max(self.peak_kb, _status_kb("VmHWM", self.pid) or 0)
 
 
+# ----- the old parser (before issue 9), the reference ------------------------------------------
+
+
+def _legacy_stream_json(
+    open_stream: Any, captures: frozenset[str], **kwargs: Any
+) -> Iterator[tuple[str, str, Any]]:
+    """The pre-issue-9 walker, happy path only: ``ijson.parse`` (a prefix string per event)
+    and ijson's ObjectBuilder for the captured values, in the calling process."""
+    boundaries = kwargs.get("boundaries", frozenset())
+    stack: list[list[Any]] = []
+    builder: ObjectBuilder | None = None
+    depth = 0
+    capture_prefix = capture_path = ""
+    with contextlib.closing(open_stream()) as reader:
+        for prefix, event, value in ijson.parse(reader, use_float=True):
+            if builder is not None:
+                builder.event(event, value)
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if depth == 0:
+                    done, builder = builder.value, None
+                    yield capture_prefix, capture_path, done
+                continue
+            if event == "map_key":
+                stack[-1][1] = value
+                continue
+            if event in ("end_map", "end_array"):
+                stack.pop()
+                if prefix in boundaries:
+                    yield prefix, _legacy_path(stack), END
+                continue
+            if stack and stack[-1][0]:
+                stack[-1][1] += 1
+            if prefix in captures:
+                path = _legacy_path(stack)
+                if event in ("start_map", "start_array"):
+                    builder = ObjectBuilder()
+                    builder.event(event, value)
+                    depth = 1
+                    capture_prefix, capture_path = prefix, path
+                else:
+                    yield prefix, path, value
+                continue
+            if event in ("start_map", "start_array"):
+                stack.append([event == "start_array", -1 if event == "start_array" else None])
+
+
+def _legacy_path(stack: list[list[Any]]) -> str:
+    return "$" + "".join(
+        f"[{max(key, 0)}]" if is_array else f".{key}"
+        for is_array, key in stack
+        if is_array or key is not None
+    )
+
+
+@contextlib.contextmanager
+def _legacy_parsers() -> Iterator[None]:
+    """The parsers' walker swapped for the old one, for the ``old in-process`` import."""
+    modules = [jupiter.scans._sarif, jupiter.scans._trivy, jupiter.scans._grype]
+    saved = [module.stream_json for module in modules]
+    for module in modules:
+        module.stream_json = _legacy_stream_json  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.stream_json = original  # type: ignore[assignment]
+
+
 # ----- the benchmark ----------------------------------------------------------------------------
 
+#: How each import is run: (label, parsed where, JSON walker).
+MODES = ("old in-process", "new in-process", "contained")
 
-def measure_import(path: Path, workdir: Path, batch_size: int = 500) -> dict[str, Any]:
-    """Import ``path`` into a fresh SQLite database; time, throughput and peak memory."""
+
+def measure_bare(path: Path) -> list[dict[str, Any]]:
+    """Iterate yajl's events over ``path``: ``ijson.parse`` (with prefixes, the old parser's
+    floor) and ``ijson.basic_parse`` (without, the new one's)."""
+    rows = []
+    for label, events in (
+        ("bare ijson.parse", lambda f: ijson.parse(f, use_float=True)),
+        ("bare basic_parse", lambda f: ijson.basic_parse(f, use_float=True)),
+    ):
+        with path.open("rb") as handle, PeakRss() as memory:
+            started = time.perf_counter()
+            count = sum(1 for _ in events(handle))
+            seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "mode": label,
+                "seconds": round(seconds, 2),
+                "events": count,
+                "peak_growth_mb": round((memory.peak_kb - memory.before_kb) / 1024, 1),
+            }
+        )
+    return rows
+
+
+def measure_import(
+    path: Path, workdir: Path, batch_size: int = 500, mode: str = "contained"
+) -> dict[str, Any]:
+    """Import ``path`` into a fresh SQLite database, parsed as ``mode`` says (see MODES); time,
+    throughput and peak memory (this process, and the worker when contained)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
     database = workdir / f"{path.stem}.db"
     database.unlink(missing_ok=True)
     engine = create_engine(f"sqlite:///{database}")
     Base.metadata.create_all(engine)
-    importer = ScanImporter(sessionmaker(engine), batch_size=batch_size)
+    pool = ParserPool() if mode == "contained" else None
+    importer = ScanImporter(sessionmaker(engine), batch_size=batch_size, parser_pool=pool)
     progress_events = 0
 
     def on_progress(_progress: Any) -> None:
         nonlocal progress_events
         progress_events += 1
 
+    worker: PeakRss | None = None
+    worker_pid = None
     try:
-        with PeakRss() as memory:
+        legacy = _legacy_parsers() if mode == "old in-process" else contextlib.nullcontext()
+        if pool is not None:
+            _warm_up(pool, workdir)
+            (worker_pid,) = pool.pids()
+            worker = PeakRss(worker_pid)
+        worker_cpu = _cpu_seconds(worker_pid) if worker_pid else 0.0
+        with legacy, PeakRss() as memory, worker or contextlib.nullcontext():
             started = time.perf_counter()
+            cpu = time.process_time()
             result = importer.import_file(path, on_progress=on_progress)
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        if worker_pid:
+            worker_cpu = _cpu_seconds(worker_pid) - worker_cpu
     finally:
         engine.dispose()
+        if pool is not None:
+            pool.close()
     size = path.stat().st_size
     return {
         "format": result.format,
+        "mode": mode,
         "file_mb": round(size / MB, 1),
         "findings": result.findings,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "worker_cpu_seconds": round(worker_cpu, 2) if worker_pid else None,
         "mb_per_second": round(size / MB / seconds, 2),
         "findings_per_second": round(result.findings / seconds),
         "rss_before_mb": round(memory.before_kb / 1024, 1),
         "peak_rss_mb": round(memory.peak_kb / 1024, 1),
         "peak_growth_mb": round((memory.peak_kb - memory.before_kb) / 1024, 1),
+        "worker_peak_rss_mb": round(worker.peak_kb / 1024, 1) if worker else None,
         "progress_events": progress_events,
         "batch_size": batch_size,
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure_apart(path: Path, workdir: Path, batch_size: int, mode: str) -> dict[str, Any]:
+    """:func:`measure_import` in a fresh interpreter, so every mode starts from the same
+    memory (a process keeps the heap an earlier import grew)."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--measure-one", mode, str(path), str(workdir), str(batch_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _warm_up(pool: ParserPool, workdir: Path) -> None:
+    """Start the pool's worker and give it one tiny job, so the import finds it warm."""
+    tiny = workdir / "tiny.sarif.json"
+    generate("sarif", tiny, 4096)
+    list(pool.parse(tiny, "sarif").findings())
+
+
+def measure_worker_latency(workdir: Path, repeats: int = 20) -> dict[str, Any]:
+    """A worker's start-up (spawn to ready), and one small SARIF file (about 4 kB) parsed on a
+    warm worker against in this process (medians)."""
+    tiny = workdir / "tiny.sarif.json"
+    generate("sarif", tiny, 4096)
+    startups, warm, here = [], [], []
+    for _ in range(3):
+        pool = ParserPool()
+        try:
+            list(pool.parse(tiny, "sarif").findings())
+            startups.append(pool.stats["startup_seconds"])
+        finally:
+            pool.close()
+    pool = ParserPool()
+    try:
+        list(pool.parse(tiny, "sarif").findings())
+        for _ in range(repeats):
+            started = time.perf_counter()
+            list(pool.parse(tiny, "sarif").findings())
+            warm.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            list(SarifParser(ScanSource(tiny)).findings())
+            here.append(time.perf_counter() - started)
+    finally:
+        pool.close()
+    return {
+        "worker_startup_ms": round(statistics.median(startups) * 1000, 1),
+        "tiny_warm_worker_ms": round(statistics.median(warm) * 1000, 2),
+        "tiny_in_process_ms": round(statistics.median(here) * 1000, 2),
     }
 
 
@@ -309,16 +510,32 @@ def jupiter_server(data_dir: Path, max_upload_bytes: int) -> Iterator[tuple[str,
             process.wait(10)
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def measure_http_upload(path: Path, workdir: Path) -> dict[str, Any]:
-    """POST ``path`` (streamed from disk) to a fresh ``jupiter serve``; request time and the
-    server process's peak RSS over the request."""
+    """POST ``path`` (streamed from disk) to a fresh ``jupiter serve``; request time, and the
+    CPU time and peak RSS of the server process and of its parser worker over the request."""
     size = path.stat().st_size
-    data_dir = workdir / f"server-{path.stem}"
+    data_dir = Path(tempfile.mkdtemp(prefix=f"server-{path.stem}-", dir=workdir))  # fresh
     with jupiter_server(data_dir, max_upload_bytes=max(2 * size, 100 * MB)) as (url, pid):
+        deadline = time.monotonic() + 30
+        while not _children(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the warm worker the server starts with
+        workers = _children(pid)
+        worker = PeakRss(workers[0]) if workers else None
+        server_cpu = _cpu_seconds(pid)
+        worker_cpu = _cpu_seconds(workers[0]) if workers else 0.0
         with (
             httpx.Client(base_url=url, timeout=600) as http,
             path.open("rb") as body,
             PeakRss(pid) as memory,
+            worker or contextlib.nullcontext(),
         ):
             started = time.perf_counter()
             response = http.post(
@@ -328,20 +545,27 @@ def measure_http_upload(path: Path, workdir: Path) -> dict[str, Any]:
                 headers={"content-type": "application/octet-stream"},
             )
             seconds = time.perf_counter() - started
+        server_cpu = _cpu_seconds(pid) - server_cpu
+        if workers:
+            worker_cpu = _cpu_seconds(workers[0]) - worker_cpu
         if response.status_code != 201:
             raise RuntimeError(f"upload failed: {response.status_code} {response.text[:500]}")
         summary = response.json()
         leftovers = list((data_dir / "uploads").glob("*"))
     return {
         "format": summary["format"],
+        "mode": "http, contained",
         "file_mb": round(size / MB, 1),
         "findings": summary["findings"],
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(server_cpu, 2),
+        "worker_cpu_seconds": round(worker_cpu, 2) if workers else None,
         "mb_per_second": round(size / MB / seconds, 2),
         "findings_per_second": round(summary["findings"] / seconds),
         "rss_before_mb": round(memory.before_kb / 1024, 1),
         "peak_rss_mb": round(memory.peak_kb / 1024, 1),
         "peak_growth_mb": round((memory.peak_kb - memory.before_kb) / 1024, 1),
+        "worker_peak_rss_mb": round(worker.peak_kb / 1024, 1) if worker else None,
         "spool_files_left": len(leftovers),
         "via": "http",
     }
@@ -353,41 +577,65 @@ def measure_all(
     workdir: Path | None = None,
     batch_size: int = 500,
     http: bool = False,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
-    """Generate and import one file per format (and, with ``http``, upload it to a server);
-    returns the detailed result rows."""
-    rows = []
+    """Generate one file per format; measure the bare parsers and the three ways of
+    importing it (and, with ``http``, an upload to a server), ``repeat`` times round-robin
+    (so a busy spell of the machine hits every mode alike); each row is the run of median
+    time, with every run's ``runs_seconds`` and ``ratio`` = its time / the old in-process
+    import's."""
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="jupiter-bench-", dir=workdir) as directory:
         base = Path(directory)
+        rows.append({"format": "sarif", "via": "latency", **measure_worker_latency(base)})
         for fmt in formats:
             path = base / f"bench.{fmt}.json"
             generate(fmt, path, int(size_mb * MB))
-            rows.append({**measure_import(path, base, batch_size=batch_size), "via": "import"})
-            if http:
-                rows.append(measure_http_upload(path, base))
+            for bare in measure_bare(path):
+                rows.append({"format": fmt, "via": "bare", **bare})
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(max(repeat, 1)):
+                for mode in MODES:
+                    row = {**_measure_apart(path, base, batch_size, mode), "via": "import"}
+                    runs.setdefault(mode, []).append(row)
+                if http:
+                    runs.setdefault("http", []).append(measure_http_upload(path, base))
+            imports = []
+            for done in runs.values():
+                done.sort(key=lambda row: row["seconds"])
+                median = dict(done[len(done) // 2])
+                median["runs_seconds"] = [row["seconds"] for row in done]
+                imports.append(median)
+            old = imports[0]["seconds"]
+            for row in imports:
+                row["ratio"] = round(row["seconds"] / old, 2) if old else None
+            rows.extend(imports)
             path.unlink()
     return rows
 
 
-def _table_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
-    """One detailed row as rows of benchmarks/run.py's table (time, then memory growth)."""
+def _table_rows(detail: dict[str, Any], bare: dict[str, float]) -> list[dict[str, Any]]:
+    """One contained import (or upload) as rows of benchmarks/run.py's table: its time, with
+    the old in-process import as the peer and yajl's bare events as ``bare``; then memory."""
     what = (
-        f"scan {detail['via']} {detail['format']} {detail['file_mb']} MB "
+        f"scan {detail['mode']} {detail['format']} {detail['file_mb']} MB "
         f"({detail['findings']:,} findings)"
     )
-    whose = "server peak RSS growth" if detail["via"] == "http" else "peak RSS growth"
-    return [
+    whose = "server" if detail["via"] == "http" else "importer"
+    rows = [
         {
             "path": what,
             "unit": "s",
             "jupiter": detail["seconds"],
-            "peers": {},
-            "bare": None,
+            "peers": {"old in-process ijson": detail["old_seconds"]}
+            if detail.get("old_seconds")
+            else {},
+            "bare": bare.get("bare basic_parse"),
             "target": f"{detail['mb_per_second']} MB/s",
             "passed": None,
         },
         {
-            "path": f"{what}: {whose}",
+            "path": f"{what}: {whose} peak RSS growth",
             "unit": "MiB",
             "jupiter": detail["peak_growth_mb"],
             "peers": {},
@@ -396,16 +644,81 @@ def _table_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
             "passed": detail["peak_growth_mb"] < MEMORY_BOUND_MB,
         },
     ]
+    if detail.get("worker_peak_rss_mb") is not None:
+        rows.append(
+            {
+                "path": f"{what}: parser worker peak RSS",
+                "unit": "MiB",
+                "jupiter": detail["worker_peak_rss_mb"],
+                "peers": {},
+                "bare": None,
+                "target": "within JUPITER_SCAN_MAX_MEMORY_BYTES (1 GiB)",
+                "passed": detail["worker_peak_rss_mb"] < 1024,
+            }
+        )
+    return rows
 
 
 def run(quick: bool = False, *, http: bool = True) -> list[dict[str, Any]]:
     """Rows for ``benchmarks/run.py --scan``: 50 MB SARIF and Trivy (5 MB when ``quick``),
-    imported in-process and, with ``http``, uploaded to a real server."""
+    imported contained (against the old in-process path) and, with ``http``, uploaded."""
     details = measure_all(("sarif", "trivy"), 5.0 if quick else 50.0, http=http)
-    return [row for detail in details for row in _table_rows(detail)]
+    rows = []
+    for fmt in ("sarif", "trivy"):
+        mine = [d for d in details if d.get("format") == fmt]
+        bare = {d["mode"]: d["seconds"] for d in mine if d["via"] == "bare"}
+        old = next(d["seconds"] for d in mine if d.get("mode") == "old in-process")
+        for detail in mine:
+            if detail.get("mode") in ("contained", "http, contained"):
+                rows.extend(_table_rows({**detail, "old_seconds": old}, bare))
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    latency = next((row for row in rows if row["via"] == "latency"), None)
+    if latency is not None:
+        print(
+            f"parser worker start-up {latency['worker_startup_ms']} ms (median of 3);"
+            f" a 4 kB SARIF file: {latency['tiny_warm_worker_ms']} ms on a warm worker,"
+            f" {latency['tiny_in_process_ms']} ms in-process (medians of 20)"
+        )
+    print(
+        f"{'format':<7}{'how':<18}{'file MB':>8}{'findings':>9}{'seconds':>9}{'ratio':>7}"
+        f"{'MB/s':>7}{'CPU s':>7}{'worker CPU':>11}{'peak RSS growth':>16}{'worker peak RSS':>16}"
+    )
+    for row in rows:
+        if row["via"] == "latency":
+            continue
+        if row["via"] == "bare":
+            print(
+                f"{row['format']:<7}{row['mode']:<18}{'':>8}{'':>9}{row['seconds']:>9}{'':>7}"
+                f"{'':>7}{'':>7}{'':>11}{row['peak_growth_mb']:>16}{'':>16}"
+            )
+            continue
+
+        def shown(key: str, row: dict[str, Any] = row) -> str:
+            value = row.get(key)
+            return "–" if value is None else str(value)
+
+        print(
+            f"{row['format']:<7}{row['mode']:<18}{row['file_mb']:>8}{row['findings']:>9}"
+            f"{row['seconds']:>9}{row['ratio']:>7}{row['mb_per_second']:>7}"
+            f"{shown('cpu_seconds'):>7}{shown('worker_cpu_seconds'):>11}"
+            f"{row['peak_growth_mb']:>16}{shown('worker_peak_rss_mb'):>16}"
+        )
+    print(
+        "seconds: the median run (every run's in --json); ratio: seconds / the old in-process"
+        " import's. CPU s: the importing process's (http: the server's). Peak RSS growth:"
+        " the importing process's, or the server's (http); worker: the parser worker's."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["--measure-one"]:  # one import, for _measure_apart
+        mode, path, workdir, batch_size = args_in[1:5]
+        print(json.dumps(measure_import(Path(path), Path(workdir), int(batch_size), mode)))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=["sarif", "trivy", "both"], default="both")
     parser.add_argument("--size-mb", type=float, default=50.0)
@@ -414,21 +727,15 @@ def main(argv: list[str] | None = None) -> int:
         "--http", action="store_true", help="also POST each file to a real jupiter serve"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each import (the median is shown)"
+    )
     args = parser.parse_args(argv)
     formats = ("sarif", "trivy") if args.format == "both" else (args.format,)
-    rows = measure_all(formats, args.size_mb, batch_size=args.batch_size, http=args.http)
-    header = (
-        f"{'format':<7}{'via':<8}{'file MB':>9}{'findings':>10}{'seconds':>9}{'MB/s':>7}"
-        f"{'RSS before':>12}{'peak RSS':>10}{'growth':>8}"
+    rows = measure_all(
+        formats, args.size_mb, batch_size=args.batch_size, http=args.http, repeat=args.repeat
     )
-    print(header)
-    for row in rows:
-        print(
-            f"{row['format']:<7}{row['via']:<8}{row['file_mb']:>9}{row['findings']:>10}"
-            f"{row['seconds']:>9}{row['mb_per_second']:>7}{row['rss_before_mb']:>12}"
-            f"{row['peak_rss_mb']:>10}{row['peak_growth_mb']:>8}"
-        )
-    print("via http: the server process's RSS; via import: this process's RSS")
+    _print(rows)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -61,6 +61,7 @@ LIMIT_DESCRIPTIONS: dict[str, str] = {
     "max_entries": "number of entries",
     "max_fetch_seconds": "time to fetch in seconds",
     "max_memory_bytes": "memory in bytes",
+    "max_item_bytes": "size of one item's data in bytes",
 }
 
 

@@ -344,3 +344,31 @@ class Settings(BaseSettings):
 
     # --- scans ---
     scan_max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+
+    # --- scans: parsing limits ---
+    # Scan files are parsed in a worker process (a crash or a blow-up ends only the worker)
+    # within these limits; going over one answers 413 naming the limit and the JSON path or
+    # XML line, and stores nothing. The defaults import real scans of 100 MB.
+    # Nesting of JSON arrays/objects or XML elements (real scans stay under 20; Nmap's NSE
+    # tables are read recursively, hence the ceiling).
+    scan_max_depth: int = Field(default=64, ge=8, le=500)
+    # Characters of one JSON string or float literal, XML text run or XML tag's attributes.
+    scan_max_string_chars: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # Digits of one JSON integer (a 64-bit one needs 20); at most 4,300, the length CPython's
+    # int() accepts. Float literals parse to 64 bits in linear time: bounded like strings.
+    scan_max_number_chars: int = Field(default=100, ge=25, le=4300)
+    # JSON values or XML elements in one file (a 100 MB SARIF file holds about 10 million).
+    scan_max_values: int = Field(default=25_000_000, ge=1000, le=1_000_000_000)
+    # Findings in one file.
+    scan_max_findings: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    # Bytes of one finding's data on its way to the database (real ones are a few kB); it
+    # bounds the server's memory per batch of findings.
+    scan_max_finding_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    # CPU seconds of parsing one file; the worker is killed at a little over this.
+    scan_max_seconds: float = Field(default=120.0, gt=0, le=3600)
+    # Address space of the parser worker (RLIMIT_AS); it idles at about 30 MB.
+    scan_max_memory_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=64 * 1024 * 1024, le=64 * 1024 * 1024 * 1024
+    )
+    # A parser worker is replaced after this many imports (and after any crash or kill).
+    scan_worker_max_jobs: int = Field(default=100, ge=1, le=100_000)

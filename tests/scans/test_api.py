@@ -499,7 +499,9 @@ async def test_out_of_range_ids_and_control_characters_are_422_naming_the_parame
 ) -> None:
     """Huge ids/offsets and NUL or other control characters are a 422, never a 500."""
     _app, http = any_db_client
-    response = await http.request(method, path, headers=ADMIN, content=b"{}")
+    # Only the upload takes a body (a raw file); a JSON-less body elsewhere would be a 415.
+    body = b"{}" if method == "POST" else None
+    response = await http.request(method, path, headers=ADMIN, content=body)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["type"] == "validation_error"
@@ -542,3 +544,34 @@ async def test_the_largest_offset_is_an_empty_page(
     page = await http.get("/api/findings", params={"offset": top})
     assert page.json()["items"] == []
     assert page.json()["total"] == 1
+
+
+async def test_closing_the_service_cancels_a_running_import(tmp_path: Path) -> None:
+    """Shutdown mid-import: the job ends as scan_cancelled, its parser worker is killed, the
+    transaction rolls back (nothing stored)."""
+    import asyncio
+
+    from support.procfs import gone
+    from support.scan_files import big_trivy
+
+    settings = fast_settings(tmp_path, scan_max_upload_bytes=64 * 1024 * 1024)
+    async with running_app(settings) as (app, http):
+        accepted = await http.post(
+            "/api/scans", params={"wait": "false"}, content=big_trivy(), headers=ADMIN
+        )
+        assert accepted.status_code == 202, accepted.text
+        job_url = accepted.json()["job_url"]
+        for _ in range(3000):  # until the worker is reading the file
+            job = (await http.get(job_url, headers=ADMIN)).json()
+            if job["status"] == "running" and job["percent"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+        service = app.state.dashboard.service("scans")
+        workers = service.parser_pool.pids()
+        assert workers
+        await service.aclose()
+        job = (await http.get(job_url, headers=ADMIN)).json()
+        assert job["status"] == "error"
+        assert job["error"]["type"] == "scan_cancelled"
+        assert all(gone(pid) for pid in workers)
+        assert (await http.get("/api/scans", headers=ADMIN)).json()["total"] == 0

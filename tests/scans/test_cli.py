@@ -115,3 +115,26 @@ def test_a_bad_setting_stops_the_import_with_a_clear_error(
     assert main(["scans", "import", str(tmp_path / "any.json")]) == 2
     assert "JUPITER_SCAN_MAX_UPLOAD_BYTES" in capsys.readouterr().err
     assert not (data_dir / "jupiter.db").exists()
+
+
+def test_a_hostile_file_is_refused_by_the_limits_and_the_next_one_imports(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The CLI parses in a worker with the server's limits (here JUPITER_SCAN_MAX_DEPTH):
+    100,000 nested arrays are refused naming the limit and the path; the next file imports."""
+    from support.scan_files import scan_with, valid_scan
+
+    monkeypatch.setenv("JUPITER_SCAN_MAX_DEPTH", "32")
+    deep = tmp_path / "deep.sarif"
+    deep.write_bytes(scan_with("sarif", b"[" * 100_000 + b"]" * 100_000))
+    good = tmp_path / "good.json"
+    good.write_bytes(valid_scan("trivy"))
+    assert main(["scans", "import", str(deep), str(good)]) == 1
+    captured = capsys.readouterr()
+    assert "nesting depth is over the limit of 32" in captured.err
+    assert "$.runs[0].results[0].rank[0]" in captured.err
+    assert "1 findings" in captured.out
+    assert len(stored_findings(data_dir)) == 1

@@ -13,7 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jupiter.scans import MalformedScanError, TruncatedUploadError, UploadTooLargeError
+from jupiter.scans import (
+    MalformedScanError,
+    ScanLimitError,
+    TruncatedUploadError,
+    UploadTooLargeError,
+)
 from jupiter.scans._upload import spool_upload
 from jupiter.service.app import create_app
 from support.jupiter_app import ADMIN, fast_settings
@@ -150,6 +155,49 @@ async def test_multipart_without_file_part_or_empty_body_is_refused(tmp_path: Pa
             limit=1 << 20,
             directory=tmp_path,
         )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _part(headers: list[str], content: bytes = b"x") -> bytes:
+    return (f"--{BOUNDARY}\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n").encode() + (
+        content + b"\r\n"
+    )
+
+
+_FILE = 'Content-Disposition: form-data; name="file"; filename="a.json"'
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "maximum"),
+    [
+        (
+            b"".join(_part([f'Content-Disposition: form-data; name="f{n}"']) for n in range(40)),
+            "max_parts",
+            16,
+        ),
+        (_part([_FILE, *(f"X-Extra-{n}: y" for n in range(40))]), "max_part_headers", 8),
+        (_part([_FILE, "X-Big: " + "y" * 100_000]), "max_part_header_bytes", 4096),
+        (_part(["X-Big" + "y" * 100_000 + ": z"]), "max_part_header_bytes", 4096),
+    ],
+    ids=["parts", "headers", "header-value", "header-name"],
+)
+async def test_a_form_is_bounded_in_parts_and_headers(
+    tmp_path: Path, body: bytes, limit: str, maximum: int
+) -> None:
+    """More than 16 parts, 8 headers in a part or 4 KiB in a header line is a 413 naming the
+    limit, leaving no file."""
+    body += f"--{BOUNDARY}--\r\n".encode()
+    with pytest.raises(ScanLimitError) as caught:
+        await spool_upload(
+            chunks_of(body, 4096),
+            content_type=CONTENT_TYPE,
+            content_length=len(body),
+            limit=1 << 20,
+            directory=tmp_path,
+        )
+    assert (caught.value.limit, caught.value.maximum) == (limit, maximum)
+    assert caught.value.status_code == 413
+    assert str(caught.value).startswith("the multipart upload: ")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,14 +1,18 @@
-"""Format detection from the first bytes of a file. Pure: bytes in, format name out."""
+"""Format detection from the first bytes of a file. Pure: bytes in, format name out.
+
+It runs in the server process (before the file goes to the parser worker), so it reads the head
+(at most 64 KB) with the bounded pure-Python tokenizer only: no C parser, nothing nested deeper
+than 64 levels, no number or string longer than the head is ever built.
+"""
 
 from __future__ import annotations
 
 import re
 
-import ijson
-
 from ._errors import MalformedScanError, UnsupportedFormatError
+from ._tokenize import top_level_keys
 
-__all__ = ["FORMATS", "detect_format"]
+__all__ = ["FORMATS", "CompressedFileError", "detect_format"]
 
 #: The formats Jupiter imports, by the name an uploader may give.
 FORMATS = ("sarif", "trivy", "grype", "nmap")
@@ -16,25 +20,30 @@ FORMATS = ("sarif", "trivy", "grype", "nmap")
 _SARIF_KEYS = {"runs", "$schema", "inlineExternalProperties"}
 _TRIVY_KEYS = {"SchemaVersion", "ArtifactName", "ArtifactType", "Results", "CreatedAt"}
 _GRYPE_KEYS = {"matches", "ignoredMatches", "descriptor", "distro", "source"}
+_ARCHIVES = (
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"(\xb5/\xfd", "zstd-compressed"),
+)
 _XML_ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*)[\s/>]")
+
+
+class CompressedFileError(UnsupportedFormatError):
+    """A compressed file or archive: never unpacked, whatever format it was named as."""
+
+
+#: The most of a file's head that is read for detection.
+HEAD_BYTES = 65536
 
 
 def _top_level_keys(head: bytes) -> list[str]:
     """The top-level object keys readable within ``head`` (it may stop mid-document)."""
-    keys: list[str] = []
-    try:
-        for prefix, event, value in ijson.parse(head):
-            if prefix == "" and event == "map_key":
-                keys.append(value)
-    except ijson.IncompleteJSONError as exc:
-        if (
-            not keys
-            and "premature" not in str(exc).lower()
-            and "incomplete" not in str(exc).lower()
-        ):
-            raise MalformedScanError(
-                f"malformed JSON: {str(exc).splitlines()[0]}", json_path="$"
-            ) from None
+    keys, error = top_level_keys(head[:HEAD_BYTES])
+    if error is not None and not keys and not error.truncated:
+        what = "the file is not valid UTF-8 text" if error.encoding else f"malformed JSON: {error}"
+        raise MalformedScanError(what, json_path="$")
     return keys
 
 
@@ -65,6 +74,13 @@ def detect_format(head: bytes) -> str:
         raise UnsupportedFormatError(
             f"XML with root <{root or '?'}> is not an Nmap report (nmap -oX)"
         )
+    for magic, kind in _ARCHIVES:
+        if text.startswith(magic):
+            # Never unpacked here (a small archive can hold gigabytes): the uploader does it.
+            raise CompressedFileError(
+                f"the file is {kind}; upload the scan uncompressed (SARIF, Trivy or Grype JSON,"
+                " or Nmap XML)"
+            )
     if not text.startswith(b"{"):
         raise UnsupportedFormatError(
             "the file is neither JSON (SARIF, Trivy, Grype) nor XML (Nmap)"

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupiter.limits import LIMIT_DESCRIPTIONS, InputLimitError
+
 __all__ = [
+    "LIMIT_SETTINGS",
     "MalformedScanError",
+    "ParserCrashedError",
+    "ParserFailedError",
+    "ScanCancelledError",
     "ScanError",
     "ScanInputError",
+    "ScanLimitError",
     "TruncatedUploadError",
     "UnsafeXmlError",
     "UnsupportedFormatError",
@@ -124,3 +131,129 @@ class UploadTooLargeError(ScanInputError):
         body = super().to_dict()
         body["limit_bytes"] = self.limit
         return body
+
+
+#: The setting that raises each parsing limit (named in the error's suggestion).
+LIMIT_SETTINGS = {
+    "max_bytes": "JUPITER_SCAN_MAX_UPLOAD_BYTES",
+    "max_depth": "JUPITER_SCAN_MAX_DEPTH",
+    "max_string_chars": "JUPITER_SCAN_MAX_STRING_CHARS",
+    "max_text_chars": "JUPITER_SCAN_MAX_STRING_CHARS",
+    "max_attribute_chars": "JUPITER_SCAN_MAX_STRING_CHARS",
+    "max_number_chars": "JUPITER_SCAN_MAX_NUMBER_CHARS",
+    "max_values": "JUPITER_SCAN_MAX_VALUES",
+    "max_elements": "JUPITER_SCAN_MAX_VALUES",
+    "max_items": "JUPITER_SCAN_MAX_FINDINGS",
+    "max_item_bytes": "JUPITER_SCAN_MAX_FINDING_BYTES",
+    "max_seconds": "JUPITER_SCAN_MAX_SECONDS",
+    "max_memory_bytes": "JUPITER_SCAN_MAX_MEMORY_BYTES",
+}
+
+
+#: What the upload's own limits measure (the rest are in ``jupiter.limits``).
+_UPLOAD_LIMITS = {
+    "max_parts": "number of parts",
+    "max_part_headers": "number of headers in one part",
+    "max_part_header_bytes": "size of one header line of a part in bytes",
+}
+
+
+class ScanLimitError(ScanInputError):
+    """The file went over one of the parsing limits (``jupiter.limits`` conventions): the error
+    names the limit, its maximum and where (JSON path or XML line). Nothing is stored."""
+
+    status_code = 413
+    problem = "input_limit_exceeded"
+
+    def __init__(
+        self,
+        limit: str,
+        maximum: float,
+        *,
+        actual: float | None = None,
+        json_path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        scan_format: str | None = None,
+        what: str = "the scan",
+        suggestion: str | None = None,
+    ) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        self.actual = actual
+        setting = LIMIT_SETTINGS.get(limit)
+        self.suggestion = suggestion or (
+            f"If the file is genuine scanner output, raise {setting}."
+            if setting
+            else "Split the scan into smaller files."
+        )
+        # The wording of jupiter.limits (location left to ScanInputError's message).
+        detail = str(InputLimitError(limit, maximum, what=what, actual=actual))
+        if limit in _UPLOAD_LIMITS and limit not in LIMIT_DESCRIPTIONS:
+            detail = detail.replace(f": {limit}", f": {_UPLOAD_LIMITS[limit]}", 1)
+        super().__init__(
+            detail, json_path=json_path, line=line, column=column, scan_format=scan_format
+        )
+
+    @classmethod
+    def from_input_limit(
+        cls, exc: InputLimitError, scan_format: str | None = None
+    ) -> ScanLimitError:
+        return cls(
+            exc.limit,
+            exc.maximum,
+            actual=exc.actual,
+            json_path=exc.json_path,
+            line=exc.line,
+            column=exc.column,
+            scan_format=scan_format,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["limit"] = self.limit
+        body["maximum"] = self.maximum
+        if self.actual is not None:
+            body["actual"] = self.actual
+        return body
+
+
+class ParserCrashedError(ScanInputError):
+    """The parser worker died on this file (a signal such as SIGSEGV, or an unexpected exit).
+    Only the worker died; nothing was stored."""
+
+    problem = "parser_crashed"
+    suggestion = (
+        "The file made the scan parser crash; check it is unmodified scanner output. The rest"
+        " of Jupiter is unaffected."
+    )
+
+    def __init__(self, signal_name: str | None, exit_status: int | None = None, **kwargs: Any):
+        self.signal = signal_name
+        self.exit_status = exit_status
+        how = f"signal {signal_name}" if signal_name else f"exit status {exit_status}"
+        super().__init__(
+            f"the scan parser crashed on this file ({how}); nothing was stored", **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        if self.signal:
+            body["signal"] = self.signal
+        else:
+            body["exit_status"] = self.exit_status
+        return body
+
+
+class ParserFailedError(ScanInputError):
+    """The parser raised an unexpected error on this file (a shape it does not handle).
+    Counted as the file's problem, not as a failure of scan processing."""
+
+    problem = "parser_failed"
+
+
+class ScanCancelledError(ScanError):
+    """The import was cancelled (server shutdown); its parser worker was stopped."""
+
+    problem = "scan_cancelled"
+    suggestion = "Jupiter was shutting down; upload the file again. Nothing was stored."

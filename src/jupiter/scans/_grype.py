@@ -9,11 +9,8 @@ type, language, PURL, CPEs, locations) and the match details (matcher, type).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
-
-import ijson
 
 from ._errors import MalformedScanError
 from ._finding import (
@@ -28,12 +25,14 @@ from ._finding import (
     without_empty,
     without_none,
 )
+from ._limits import DEFAULT_OPTIONS, ParseOptions
 from ._source import ScanSource
 from ._stream import END, stream_json
 
 __all__ = ["GrypeParser"]
 
 FORMAT = "grype"
+_HEADER = frozenset({"source", "descriptor", "distro"})
 
 
 def _cvss(entries: Any) -> tuple[float | None, list[dict[str, Any]]]:
@@ -62,24 +61,35 @@ class GrypeParser:
 
     format = FORMAT
 
-    def __init__(self, source: ScanSource, *, asset: str | None = None) -> None:
+    def __init__(
+        self, source: ScanSource, *, asset: str | None = None, options: ParseOptions | None = None
+    ) -> None:
         self._source = source
         self._asset = asset
+        self._options = options or DEFAULT_OPTIONS
         self.header = ScanHeader(format=FORMAT, tool="grype", asset=asset)
         self.skipped = 0
 
-    def _side_value(self, key: str) -> Any:
-        # ijson's C backend walks the whole file without building anything but ``key``.
-        with contextlib.closing(self._source.open_side()) as side:
-            try:
-                return next(iter(ijson.items(side, key, use_float=True)), None)
-            except ijson.JSONError:
-                return None  # the main pass reports the error with its place
+    def _side_values(self) -> dict[str, Any]:
+        """``source``, ``descriptor`` and ``distro``, in one side pass over the file (the
+        matches are walked, not built)."""
+        found: dict[str, Any] = {}
+        try:
+            for prefix, _path, value in stream_json(
+                self._source.open_side, _HEADER, scan_format=FORMAT, options=self._options
+            ):
+                found.setdefault(prefix, value)
+                if len(found) == len(_HEADER):
+                    break
+        except MalformedScanError:
+            pass  # the main pass reports the problem, with its place
+        return found
 
     def _read_header(self) -> None:
-        source = self._side_value("source")
-        descriptor = self._side_value("descriptor")
-        distro = self._side_value("distro")
+        found = self._side_values()
+        source = found.get("source")
+        descriptor = found.get("descriptor")
+        distro = found.get("distro")
         asset = self._asset
         source_type = None
         if isinstance(source, dict):
@@ -109,17 +119,17 @@ class GrypeParser:
     def findings(self) -> Iterator[ParsedFinding]:
         self._read_header()
         seen_matches = False
-        with contextlib.closing(self._source.open()) as reader:
-            for _prefix, path, value in stream_json(
-                reader,
-                frozenset({"matches.item"}),
-                boundaries=frozenset({"matches"}),
-                scan_format=FORMAT,
-            ):
-                if value is END:
-                    seen_matches = True
-                    continue
-                yield self._finding(value, path)
+        for _prefix, path, value in stream_json(
+            self._source.open,
+            frozenset({"matches.item"}),
+            boundaries=frozenset({"matches"}),
+            scan_format=FORMAT,
+            options=self._options,
+        ):
+            if value is END:
+                seen_matches = True
+                continue
+            yield self._finding(value, path)
         if not seen_matches:
             raise MalformedScanError(
                 "a Grype report needs a matches array", json_path="$.matches", scan_format=FORMAT

@@ -3,53 +3,41 @@
 Findings are written in batches while the file is read, so memory stays bounded by the batch
 size, not by the file. Any error (bad input half-way through, a database failure) rolls the whole
 import back: nothing is ever partly stored. A second import of the same bytes changes nothing.
+
+With a :class:`~jupiter.scans._worker.ParserPool` (what the server and the CLI use) the parsing
+runs in a worker process and only its findings reach this process; without one (tests, the
+in-process benchmark) the parser runs here, with the same limits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from jupiter.resilience import Clock, SystemClock
 
-from ._detect import FORMATS, detect_format
+from ._detect import FORMATS, CompressedFileError, detect_format
 from ._enrich import CRITICAL_EXPLOITED, FindingEnricher
-from ._errors import UnsupportedFormatError
-from ._finding import ParsedFinding, ScanHeader, Severity
-from ._grype import GrypeParser
-from ._nmap import NmapParser
-from ._sarif import SarifParser
+from ._errors import ScanCancelledError, UnsupportedFormatError
+from ._finding import ParsedFinding, Severity
+from ._limits import DEFAULT_OPTIONS, ParseOptions
 from ._source import ScanSource
-from ._trivy import TrivyParser
 from .models import FindingRecord, ScanFindingLink, ScanRecord
 
-__all__ = ["ImportProgress", "ImportResult", "ScanImporter", "ScanParser", "sha256_of"]
+if TYPE_CHECKING:
+    from ._parsers import ScanParser
+    from ._worker import ParserPool
 
-
-class ScanParser(Protocol):
-    """What every format parser offers."""
-
-    format: str
-    header: ScanHeader
-    skipped: int
-
-    def findings(self) -> Iterator[ParsedFinding]: ...
-
-
-PARSERS: dict[str, Callable[..., ScanParser]] = {
-    "sarif": SarifParser,
-    "trivy": TrivyParser,
-    "grype": GrypeParser,
-    "nmap": NmapParser,
-}
+__all__ = ["ImportProgress", "ImportResult", "ScanImporter", "sha256_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +113,8 @@ def choose_format(head: bytes, requested: str | None) -> str:
             )
         try:
             detected = detect_format(head)
+        except CompressedFileError:
+            raise
         except UnsupportedFormatError:
             return requested  # the parser will say what is wrong with it
         if detected != requested:
@@ -140,6 +130,8 @@ class ScanImporter:
 
     One importer serialises its imports (a lock), so two uploads of overlapping findings never
     race on the same fingerprint. ``batch_size`` bounds the findings held in memory at once.
+    ``parser_pool`` runs the parsers in a worker process; without it they run in this one with
+    ``options`` (limits, JSON backend).
     """
 
     def __init__(
@@ -149,6 +141,8 @@ class ScanImporter:
         enricher: FindingEnricher | None = None,
         clock: Clock | None = None,
         batch_size: int = 500,
+        parser_pool: ParserPool | None = None,
+        options: ParseOptions | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -156,7 +150,26 @@ class ScanImporter:
         self.enricher = enricher or FindingEnricher()
         self._clock = clock or SystemClock()
         self._batch_size = batch_size
+        self.parser_pool = parser_pool
+        self.options = options or DEFAULT_OPTIONS
         self.lock = threading.RLock()
+
+    def _parser(
+        self,
+        source: ScanSource,
+        scan_format: str,
+        asset: str | None,
+        on_bytes: Callable[[int, int], None],
+        cancel: threading.Event | None,
+    ) -> ScanParser:
+        if self.parser_pool is not None:
+            return self.parser_pool.parse(
+                source.path, scan_format, asset=asset, on_bytes=on_bytes, cancel=cancel
+            )
+        # Imported here: a server (which uses a pool) never loads the parsers or yajl.
+        from ._parsers import PARSERS
+
+        return PARSERS[scan_format](source, asset=asset, options=self.options)
 
     def import_file(
         self,
@@ -166,8 +179,10 @@ class ScanImporter:
         asset: str | None = None,
         source_name: str | None = None,
         on_progress: Callable[[ImportProgress], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> ImportResult:
-        """Import ``path``; raises ``ScanInputError`` (and stores nothing) on bad input."""
+        """Import ``path``; raises ``ScanInputError`` (and stores nothing) on bad input, and
+        ``ScanCancelledError`` once ``cancel`` is set (the worker, if any, is stopped)."""
         path = Path(path)
         counter = {"findings": 0, "percent": -1}
 
@@ -181,7 +196,7 @@ class ScanImporter:
 
         source = ScanSource(path, name=source_name, on_bytes=on_bytes)
         chosen = choose_format(source.head(), scan_format)
-        parser = PARSERS[chosen](source, asset=asset)
+        parser = self._parser(source, chosen, asset, on_bytes, cancel)
         digest = sha256_of(path)
         self.enricher.clear_kev_cache()  # KEV changes between imports are picked up
         with self.lock, self._session_factory() as session, session.begin():
@@ -210,14 +225,20 @@ class ScanImporter:
             )
             linked: set[int] = set()
             batch: dict[str, ParsedFinding] = {}
-            for finding in parser.findings():
-                if finding.fingerprint in batch:
-                    result.repeated += 1
-                batch[finding.fingerprint] = finding
-                if len(batch) >= self._batch_size:
-                    self._store_batch(session, scan.id, now, batch, linked, result)
-                    counter["findings"] = result.findings
-                    batch = {}
+            findings = parser.findings()
+            # Closed at once when storing fails: a worker mid-job is stopped now, not when the
+            # traceback is collected.
+            with contextlib.closing(findings):
+                for finding in findings:
+                    if finding.fingerprint in batch:
+                        result.repeated += 1
+                    batch[finding.fingerprint] = finding
+                    if len(batch) >= self._batch_size:
+                        if cancel is not None and cancel.is_set():
+                            raise ScanCancelledError("the import was cancelled")
+                        self._store_batch(session, scan.id, now, batch, linked, result)
+                        counter["findings"] = result.findings
+                        batch = {}
             if batch:
                 self._store_batch(session, scan.id, now, batch, linked, result)
             header = parser.header

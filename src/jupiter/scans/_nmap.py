@@ -1,5 +1,8 @@
 """Nmap XML (``nmap -oX``), parsed incrementally with defusedxml: entity declarations (XXE,
-billion laughs) and external references are refused, never expanded.
+billion laughs) and external references are refused, never expanded. The limits of
+``jupiter.limits.XmlLimits`` (element depth, number of elements, text and attribute lengths) are
+enforced inside expat's callbacks, so an error names the exact line and column; each finished
+top-level element is dropped, so memory holds one host at a time.
 
 Kept: the run (version, arguments, start), each live host (addresses, hostnames, status), each open
 port (protocol, state and reason, service name, product, version, extra info, CPEs, and every
@@ -10,6 +13,7 @@ script's output), vulners CVEs (id, CVSS, exploit flag) and ``vulns``-library re
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -17,7 +21,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
-from ._errors import MalformedScanError, UnsafeXmlError, UnsupportedFormatError
+from ._errors import MalformedScanError, ScanLimitError, UnsafeXmlError, UnsupportedFormatError
 from ._finding import (
     MAX_MESSAGE,
     ParsedFinding,
@@ -28,12 +32,123 @@ from ._finding import (
     fingerprint_of,
     without_empty,
 )
+from ._limits import DEFAULT_OPTIONS, ParseOptions
 from ._source import ScanSource
 
 __all__ = ["NmapParser"]
 
 FORMAT = "nmap"
 _MAX_OUTPUT = 2000
+#: Elements between two checks of the time budget (and of ``on_tick``).
+_TICK = 1 << 16
+#: Reads handed to expat: this small normally, doubling up to the large one (_GrowingReader).
+_MIN_READ = 64 * 1024
+_MAX_READ = 64 * 1024 * 1024
+
+
+class _GrowingReader:
+    """Hands iterparse bigger reads while expat reports nothing.
+
+    expat (2.5, as bundled with Python 3.11) re-scans an incomplete token from its start on
+    every feed, so a 16 MB attribute fed 16 KB at a time costs 16 MB x 1,000 scans. Doubling the
+    read while no callback fires makes that a few scans, whatever the token's size; normal
+    documents keep getting small reads.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.guard: _XmlGuard | None = None
+        self._size = _MIN_READ
+        self._seen = -1
+
+    def read(self, _size: int = -1) -> bytes:
+        events = self.guard.events if self.guard is not None else 0
+        if events == self._seen:
+            self._size = min(self._size * 2, _MAX_READ)
+        else:
+            self._size = _MIN_READ
+        self._seen = events
+        data: bytes = self._raw.read(self._size)
+        return data
+
+
+class _XmlGuard:
+    """Wraps the expat handlers iterparse installed: depth, element count, attribute and text
+    sizes are checked as expat reads them, at the line and column it is at."""
+
+    def __init__(self, expat_parser: Any, options: ParseOptions) -> None:
+        limits = options.limits.xml()
+        self.parser = expat_parser
+        self.options = options
+        self.started = options.clock() if options.started is None else options.started
+        self.depth = 0
+        self.elements = 0
+        self.text = 0
+        #: Callbacks so far (the reader watches it, see _GrowingReader).
+        self.events = 0
+        inner_start = expat_parser.StartElementHandler
+        inner_end = expat_parser.EndElementHandler
+        inner_data = expat_parser.CharacterDataHandler
+
+        def start(tag: str, attributes: Any) -> Any:
+            self.events += 1
+            self.depth += 1
+            self.elements += 1
+            self.text = 0
+            if self.depth > limits.max_depth:
+                raise self.limit("max_depth", limits.max_depth)
+            if self.elements > limits.max_elements:
+                raise self.limit("max_elements", limits.max_elements)
+            if not self.elements % _TICK:
+                self.tick()
+            # iterparse asks expat for ordered attributes: [name, value, name, value, ...].
+            values = attributes if isinstance(attributes, list) else [*attributes.items()]
+            size = (
+                sum(map(len, values))
+                if isinstance(attributes, list)
+                else sum(len(key) + len(value) for key, value in values)
+            )
+            if size > limits.max_attribute_chars:
+                raise self.limit("max_attribute_chars", limits.max_attribute_chars, size)
+            return inner_start(tag, attributes)
+
+        def end(tag: str) -> Any:
+            self.events += 1
+            self.depth -= 1
+            self.text = 0
+            return inner_end(tag)
+
+        def data(text: str) -> Any:
+            self.events += 1
+            self.text += len(text)
+            if self.text > limits.max_text_chars:
+                raise self.limit("max_text_chars", limits.max_text_chars)
+            return inner_data(text)
+
+        expat_parser.StartElementHandler = start
+        expat_parser.EndElementHandler = end
+        expat_parser.CharacterDataHandler = data
+
+    def line(self) -> int:
+        return int(self.parser.CurrentLineNumber)
+
+    def limit(self, name: str, maximum: float, actual: float | None = None) -> ScanLimitError:
+        return ScanLimitError(
+            name,
+            maximum,
+            actual=actual,
+            line=self.line(),
+            column=int(self.parser.CurrentColumnNumber) + 1,
+            scan_format=FORMAT,
+        )
+
+    def tick(self) -> None:
+        spent = self.options.clock() - self.started
+        budget = self.options.limits.max_seconds
+        if spent > budget:
+            raise self.limit("max_seconds", budget, round(spent, 1))
+        if self.options.on_tick is not None:
+            self.options.on_tick()
 
 
 def _table(element: Element) -> Any:
@@ -49,10 +164,12 @@ def _table(element: Element) -> Any:
 
 
 def _float(value: Any) -> float | None:
+    """A finite float, or None (``nan`` and ``inf`` are not scores)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 class NmapParser:
@@ -60,18 +177,35 @@ class NmapParser:
 
     format = FORMAT
 
-    def __init__(self, source: ScanSource, *, asset: str | None = None) -> None:
+    def __init__(
+        self, source: ScanSource, *, asset: str | None = None, options: ParseOptions | None = None
+    ) -> None:
         self._source = source
         self._asset = asset
+        self._options = options or DEFAULT_OPTIONS
         self.header = ScanHeader(format=FORMAT, tool="nmap", asset=asset)
         self.skipped = 0
 
     def findings(self) -> Iterator[ParsedFinding]:
+        limits = self._options.limits
+        if self._source.size > limits.max_bytes:
+            raise ScanLimitError(
+                "max_bytes", limits.max_bytes, actual=self._source.size, scan_format=FORMAT
+            )
         parser = DefusedXMLParser(target=TreeBuilder())
         root: Element | None = None
-        with contextlib.closing(self._source.open()) as reader:
+        depth = 0
+        found = 0
+        with contextlib.closing(self._source.open()) as raw:
+            reader = _GrowingReader(raw)
             try:
-                for event, element in iterparse(reader, events=("start", "end"), parser=parser):
+                events = iterparse(reader, events=("start", "end"), parser=parser)
+                guard = reader.guard = _XmlGuard(parser.parser, self._options)
+                for event, element in events:
+                    if event == "start":
+                        depth += 1
+                    else:
+                        depth -= 1
                     if root is None:
                         root = element
                         if element.tag != "nmaprun":
@@ -82,9 +216,23 @@ class NmapParser:
                             )
                         self._set_header(element)
                         continue
-                    if event == "end" and element.tag == "host":
-                        yield from self._host(element)
+                    if event == "end" and depth == 1:
+                        if element.tag == "host":
+                            for finding in self._host(element):
+                                found += 1
+                                if found > limits.max_items:
+                                    raise guard.limit("max_items", limits.max_items)
+                                yield finding
+                        # Done with it (a host, or run statistics and progress notes).
                         root.remove(element)
+            except MemoryError:
+                root = None
+                raise ScanLimitError(
+                    "max_memory_bytes",
+                    limits.max_memory_bytes,
+                    line=_line(parser),
+                    scan_format=FORMAT,
+                ) from None
             except DefusedXmlException as exc:
                 raise UnsafeXmlError(
                     f"the XML declares entities or external references ({type(exc).__name__});"
@@ -167,7 +315,9 @@ class NmapParser:
         )
         details = {
             "kind": "open-port",
-            "port": int(number) if number.isdigit() else number,
+            "port": int(number)
+            if number.isascii() and number.isdigit() and len(number) <= 5
+            else number,
             "protocol": protocol,
             "state": state.get("state") if state is not None else None,
             "reason": state.get("reason") if state is not None else None,

@@ -26,6 +26,7 @@ from ._finding import (
     fingerprint_of,
     without_none,
 )
+from ._limits import DEFAULT_OPTIONS, ParseOptions
 from ._source import ScanSource
 from ._stream import END, stream_json
 
@@ -38,7 +39,7 @@ _RUN_HEADER = frozenset(
     {"runs.item.tool", "runs.item.versionControlProvenance", "runs.item.originalUriBaseIds"}
 )
 _CAPTURES = _RUN_HEADER | {"version", "runs.item.results.item"}
-_ARGUMENT = re.compile(r"\{(\d+)\}")
+_ARGUMENT = re.compile(r"\{([0-9]{1,6})\}")  # {0} .. {999999}: never a 5,000-digit int()
 _MAX_SNIPPET = 1000
 
 
@@ -258,9 +259,12 @@ class SarifParser:
 
     format = FORMAT
 
-    def __init__(self, source: ScanSource, *, asset: str | None = None) -> None:
+    def __init__(
+        self, source: ScanSource, *, asset: str | None = None, options: ParseOptions | None = None
+    ) -> None:
         self._source = source
         self._asset = asset
+        self._options = options or DEFAULT_OPTIONS
         self._tools: dict[str, str | None] = {}
         self.header = ScanHeader(format=FORMAT, tool="sarif", asset=asset)
         self.skipped = 0
@@ -280,14 +284,17 @@ class SarifParser:
         """Read every run's header sections in a side pass (the tool came after its results)."""
         found: dict[int, dict[str, Any]] = {}
         index = 0
-        with contextlib.closing(self._source.open_side()) as side:
-            for prefix, _path, value in stream_json(
-                side, _RUN_HEADER, boundaries=frozenset({"runs.item"}), scan_format=FORMAT
-            ):
-                if value is END:
-                    index += 1
-                else:
-                    found.setdefault(index, {})[prefix] = value
+        for prefix, _path, value in stream_json(
+            self._source.open_side,
+            _RUN_HEADER,
+            boundaries=frozenset({"runs.item"}),
+            scan_format=FORMAT,
+            options=self._options,
+        ):
+            if value is END:
+                index += 1
+            else:
+                found.setdefault(index, {})[prefix] = value
         return found
 
     def findings(self) -> Iterator[ParsedFinding]:
@@ -296,36 +303,39 @@ class SarifParser:
         run: _Run | None = None
         ahead: dict[int, dict[str, Any]] | None = None
         seen_run = False
-        with contextlib.closing(self._source.open()) as reader:
-            for prefix, path, value in stream_json(
-                reader, _CAPTURES, boundaries=frozenset({"runs.item"}), scan_format=FORMAT
-            ):
-                if prefix == "version":
-                    if value != "2.1.0":
-                        raise UnsupportedFormatError(
-                            f"SARIF version {value!r} is not supported; Jupiter reads 2.1.0",
-                            json_path="$.version",
-                            scan_format=FORMAT,
-                        )
-                elif prefix == "runs.item.results.item":
-                    if run is None:
-                        if "runs.item.tool" not in sections:
-                            ahead = ahead if ahead is not None else self._look_ahead()
-                            sections = {**ahead.get(run_index, {}), **sections}
-                        run = _Run(run_index, sections, self._asset)
-                        self._update_header(run)
-                    finding = self._finding(run, value, path)
-                    if finding is not None:
-                        yield finding
-                elif value is END:
-                    if run is None:
-                        run = _Run(run_index, sections, self._asset)
-                        self._update_header(run)
-                    seen_run = True
-                    run_index += 1
-                    sections, run = {}, None
-                elif run is None:
-                    sections[prefix] = value
+        for prefix, path, value in stream_json(
+            self._source.open,
+            _CAPTURES,
+            boundaries=frozenset({"runs.item"}),
+            scan_format=FORMAT,
+            options=self._options,
+        ):
+            if prefix == "version":
+                if value != "2.1.0":
+                    raise UnsupportedFormatError(
+                        f"SARIF version {value!r} is not supported; Jupiter reads 2.1.0",
+                        json_path="$.version",
+                        scan_format=FORMAT,
+                    )
+            elif prefix == "runs.item.results.item":
+                if run is None:
+                    if "runs.item.tool" not in sections:
+                        ahead = ahead if ahead is not None else self._look_ahead()
+                        sections = {**ahead.get(run_index, {}), **sections}
+                    run = _Run(run_index, sections, self._asset)
+                    self._update_header(run)
+                finding = self._finding(run, value, path)
+                if finding is not None:
+                    yield finding
+            elif value is END:
+                if run is None:
+                    run = _Run(run_index, sections, self._asset)
+                    self._update_header(run)
+                seen_run = True
+                run_index += 1
+                sections, run = {}, None
+            elif run is None:
+                sections[prefix] = value
         if not seen_run:
             raise MalformedScanError(
                 "a SARIF log needs a non-empty runs array", json_path="$.runs", scan_format=FORMAT

@@ -4,6 +4,11 @@
 Bad input is the uploader's fault: it is recorded and reported, but it never counts as a breaker
 failure. Database or internal failures do, so a broken scan processor opens its own breaker and
 is served as "unavailable" while the rest of the dashboard carries on.
+
+The parsing itself runs in a worker process (:class:`~jupiter.scans._worker.ParserPool`): a
+file that crashes the parser, or goes over its memory or time budget, ends only the worker and
+is answered like any other bad file (``parser_crashed``, or ``input_limit_exceeded`` naming the
+limit), so it is the file's fault too, not a breaker failure.
 """
 
 from __future__ import annotations
@@ -11,20 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from jupiter.resilience import CircuitOpenError, Clock, SystemClock, build_error_response
 
 from ._enrich import FindingEnricher
-from ._errors import ScanError, ScanInputError, TruncatedUploadError
+from ._errors import ScanCancelledError, ScanError, ScanInputError, TruncatedUploadError
 from ._importer import ImportProgress, ImportResult, ScanImporter
+from ._limits import DEFAULT_LIMITS, ScanLimits
 from ._queries import (
     FindingFilters,
     delete_scan,
@@ -33,6 +40,9 @@ from ._queries import (
     list_findings,
     list_scans,
 )
+
+if TYPE_CHECKING:
+    from ._worker import ParserPool
 
 __all__ = [
     "FEATURE",
@@ -50,6 +60,9 @@ log = logging.getLogger("jupiter.scans")
 FEATURE = "scan_processing"
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+#: How long closing waits for a cancelled import's thread to roll back.
+_CLOSE_WAIT_SECONDS = 10.0
 
 
 class ScanProcessingUnavailableError(ScanError):
@@ -94,6 +107,16 @@ def scan_error_data(exc: BaseException, clock: Clock, **extra: Any) -> dict[str,
         )["error"]
         if exc.retry_after is not None:
             body["retry_after"] = exc.retry_after
+    elif isinstance(exc, ScanCancelledError):
+        body = build_error_response(
+            str(exc),
+            status_code=503,
+            message=str(exc),
+            error_type=exc.problem,
+            suggestion=exc.suggestion,
+            recoverable=True,
+            clock=clock,
+        )["error"]
     else:
         body = build_error_response(
             exc,
@@ -122,6 +145,10 @@ class ScanJob:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     task: asyncio.Task[ImportResult] | None = field(default=None, repr=False)
+    #: Set to stop the import (its parser worker is killed, nothing is stored).
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: Set when the import's thread has finished (stored or rolled back).
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,7 +169,8 @@ class ScanService:
 
     ``breaker``, ``degradation`` and ``aggregator`` are the dashboard's for ``scan_processing``;
     each is optional so the CLI can import without a running dashboard. ``publish(event, data)``
-    must be callable from any thread.
+    must be callable from any thread. Files are parsed in ``parser_pool``'s worker processes (a
+    pool with ``limits`` by default); :meth:`aclose` stops them.
     """
 
     def __init__(
@@ -159,11 +187,21 @@ class ScanService:
         max_upload_bytes: int = 100 * 1024 * 1024,
         upload_dir: Path | None = None,
         max_jobs: int = 200,
+        limits: ScanLimits = DEFAULT_LIMITS,
+        parser_pool: ParserPool | None = None,
     ) -> None:
+        from ._worker import ParserPool
+
         self.clock = clock or SystemClock()
         self.enricher = enricher or FindingEnricher()
+        self.limits = limits
+        self.parser_pool = parser_pool or ParserPool(limits, clock=self.clock)
         self.importer = ScanImporter(
-            session_factory, enricher=self.enricher, clock=self.clock, batch_size=batch_size
+            session_factory,
+            enricher=self.enricher,
+            clock=self.clock,
+            batch_size=batch_size,
+            parser_pool=self.parser_pool,
         )
         self._session_factory = session_factory
         self.breaker = breaker
@@ -248,7 +286,7 @@ class ScanService:
                     },
                 )
 
-            def work() -> ImportResult | ScanInputError:
+            def work() -> ImportResult | ScanInputError | ScanCancelledError:
                 try:
                     return self.importer.import_file(
                         path,
@@ -256,12 +294,21 @@ class ScanService:
                         asset=asset,
                         source_name=name,
                         on_progress=on_progress,
+                        cancel=job.cancel,
                     )
-                except ScanInputError as exc:
-                    return exc  # the file's fault: not a failure of the scan processor
+                except (ScanInputError, ScanCancelledError) as exc:
+                    return exc  # the file's fault (or a shutdown): not a failure of scans
+                finally:
+                    job.finished.set()
 
-            async def guarded() -> ImportResult | ScanInputError:
-                return await anyio.to_thread.run_sync(work)
+            async def guarded() -> ImportResult | ScanInputError | ScanCancelledError:
+                try:
+                    # Abandoned on cancellation: the import sees job.cancel, stops its worker
+                    # and rolls back in its thread (aclose waits for that).
+                    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                except BaseException:
+                    job.cancel.set()
+                    raise
 
             try:
                 if self.breaker is not None:
@@ -286,6 +333,8 @@ class ScanService:
                 raise ScanProcessingFailedError(
                     f"the scan could not be stored ({type(exc).__name__})"
                 ) from exc
+            if isinstance(outcome, ScanCancelledError):
+                raise outcome
             if isinstance(outcome, ScanInputError):
                 self.record_error(
                     "scan_rejected",
@@ -339,6 +388,17 @@ class ScanService:
         # The outcome lives in the job; retrieve the exception so asyncio does not log it.
         job.task.add_done_callback(lambda task: task.cancelled() or task.exception())
         return job
+
+    async def aclose(self) -> None:
+        """Stop running imports (their workers are killed, their transactions roll back) and
+        every parser worker; called when the dashboard stops."""
+        running = [job for job in self._jobs.values() if job.status in ("queued", "running")]
+        for job in running:
+            job.cancel.set()
+        self.parser_pool.close()
+        for job in running:
+            if job.status == "running":
+                await anyio.to_thread.run_sync(job.finished.wait, _CLOSE_WAIT_SECONDS)
 
     async def refresh_kev(self) -> dict[str, int]:
         """Re-apply the current KEV catalog to stored findings (after a feed sync)."""
@@ -412,6 +472,12 @@ def create_service(ctx: Any) -> ScanService:
         )
 
     settings = ctx.settings
+    from ._worker import ParserPool
+
+    limits = ScanLimits.from_settings(settings)
+    pool = ParserPool(limits, clock=ctx.clock, max_jobs=settings.scan_worker_max_jobs)
+    with contextlib.suppress(Exception):
+        pool.prestart()  # the first upload does not wait for a worker to start
     return ScanService(
         ctx.session_factory,
         enricher=FindingEnricher(kev_one, cwe, kev_lookup_many=kev_many, on_error=on_error),
@@ -422,4 +488,6 @@ def create_service(ctx: Any) -> ScanService:
         clock=ctx.clock,
         max_upload_bytes=settings.scan_max_upload_bytes,
         upload_dir=Path(settings.data_dir) / "uploads",
+        limits=limits,
+        parser_pool=pool,
     )

@@ -7,9 +7,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ._stream import CountingReader
+__all__ = ["CountingReader", "ScanSource"]
 
-__all__ = ["ScanSource"]
+
+class CountingReader:
+    """Wraps a binary file, counting bytes read and reporting them to ``on_read``."""
+
+    def __init__(self, raw: IO[bytes], on_read: Callable[[int], None] | None = None) -> None:
+        self._raw = raw
+        self._on_read = on_read
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        if chunk:
+            self.bytes_read += len(chunk)
+            if self._on_read is not None:
+                self._on_read(self.bytes_read)
+        return chunk
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class ScanSource:

@@ -8,7 +8,6 @@ dates and layer; misconfigurations (failed checks) and secrets (rule and place, 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from ._finding import (
     without_empty,
     without_none,
 )
+from ._limits import DEFAULT_OPTIONS, ParseOptions
 from ._source import ScanSource
 from ._stream import END, stream_json
 
@@ -68,9 +68,12 @@ class TrivyParser:
 
     format = FORMAT
 
-    def __init__(self, source: ScanSource, *, asset: str | None = None) -> None:
+    def __init__(
+        self, source: ScanSource, *, asset: str | None = None, options: ParseOptions | None = None
+    ) -> None:
         self._source = source
         self._asset = asset
+        self._options = options or DEFAULT_OPTIONS
         self._meta: dict[str, Any] = {}
         self.header = ScanHeader(format=FORMAT, tool="trivy", asset=asset)
         self.skipped = 0
@@ -100,40 +103,44 @@ class TrivyParser:
 
     def _look_ahead(self) -> None:
         """The artifact name came after the results (hand-edited file): read it in a side pass."""
-        with contextlib.closing(self._source.open_side()) as side:
-            for prefix, _path, value in stream_json(side, _HEADER, scan_format=FORMAT):
-                self._meta.setdefault(prefix, value)
+        for prefix, _path, value in stream_json(
+            self._source.open_side, _HEADER, scan_format=FORMAT, options=self._options
+        ):
+            self._meta.setdefault(prefix, value)
 
     def findings(self) -> Iterator[ParsedFinding]:
         target: dict[str, Any] = {}
         header_ready = False
-        with contextlib.closing(self._source.open()) as reader:
-            for prefix, path, value in stream_json(
-                reader, _CAPTURES, boundaries=frozenset({"Results.item"}), scan_format=FORMAT
-            ):
-                if prefix in _HEADER:
-                    self._meta[prefix] = value
-                    if prefix == "SchemaVersion" and value not in (2, 2.0):
-                        raise UnsupportedFormatError(
-                            f"Trivy SchemaVersion {value!r} is not supported; Jupiter reads 2",
-                            json_path="$.SchemaVersion",
-                            scan_format=FORMAT,
-                        )
-                    continue
-                if value is END:
-                    target = {}
-                    continue
-                if prefix in _RESULT_FIELDS:
-                    target[prefix.rsplit(".", 1)[1]] = value
-                    continue
-                if not header_ready:
-                    if "ArtifactName" not in self._meta and self._asset is None:
-                        self._look_ahead()
-                    self._set_header()
-                    header_ready = True
-                finding = self._finding(_ITEMS[prefix], value, target, path)
-                if finding is not None:
-                    yield finding
+        for prefix, path, value in stream_json(
+            self._source.open,
+            _CAPTURES,
+            boundaries=frozenset({"Results.item"}),
+            scan_format=FORMAT,
+            options=self._options,
+        ):
+            if prefix in _HEADER:
+                self._meta[prefix] = value
+                if prefix == "SchemaVersion" and value not in (2, 2.0):
+                    raise UnsupportedFormatError(
+                        f"Trivy SchemaVersion {value!r} is not supported; Jupiter reads 2",
+                        json_path="$.SchemaVersion",
+                        scan_format=FORMAT,
+                    )
+                continue
+            if value is END:
+                target = {}
+                continue
+            if prefix in _RESULT_FIELDS:
+                target[prefix.rsplit(".", 1)[1]] = value
+                continue
+            if not header_ready:
+                if "ArtifactName" not in self._meta and self._asset is None:
+                    self._look_ahead()
+                self._set_header()
+                header_ready = True
+            finding = self._finding(_ITEMS[prefix], value, target, path)
+            if finding is not None:
+                yield finding
         if "SchemaVersion" not in self._meta and "ArtifactName" not in self._meta:
             raise MalformedScanError(
                 "a Trivy report needs SchemaVersion and ArtifactName",

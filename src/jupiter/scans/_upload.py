@@ -3,7 +3,9 @@
 Accepts a raw body (the file itself) or ``multipart/form-data`` (a file part plus optional
 ``format`` and ``asset`` fields). Enforces the size limit while reading and tells a truncated
 upload (fewer bytes than announced, or a multipart body without its closing boundary) from a
-complete one.
+complete one. A form is bounded too: at most 16 parts, 8 headers per part and 4 KiB per header
+line (python-multipart's own checks, set explicitly), 4 KiB per text field; going over one is a
+413 ``input_limit_exceeded`` naming the limit, so nothing of a form piles up in memory.
 """
 
 from __future__ import annotations
@@ -20,13 +22,27 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
-from ._errors import MalformedScanError, TruncatedUploadError, UploadTooLargeError
+from ._errors import MalformedScanError, ScanLimitError, TruncatedUploadError, UploadTooLargeError
 
 __all__ = ["SpooledUpload", "spool_upload"]
 
 # Room for multipart boundaries and headers on top of the file size limit.
 _MULTIPART_OVERHEAD = 64 * 1024
 _MAX_FIELD_BYTES = 4096
+#: A form needs one file part and two small fields; these leave room for browsers' extras.
+_MAX_PARTS = 16
+_MAX_PART_HEADERS = 8
+_MAX_PART_HEADER_BYTES = 4096
+#: python-multipart's messages for its header limits, and the limit each is.
+_PARSER_LIMITS = {
+    "maximum header count exceeded": ("max_part_headers", _MAX_PART_HEADERS),
+    "maximum header size exceeded": ("max_part_header_bytes", _MAX_PART_HEADER_BYTES),
+}
+_FORM_SUGGESTION = "Send the scan as one 'file' part, with optional 'format' and 'asset' fields."
+
+
+def _form_limit(limit: str, maximum: int) -> ScanLimitError:
+    return ScanLimitError(limit, maximum, what="the multipart upload", suggestion=_FORM_SUGGESTION)
 
 
 @dataclass
@@ -84,6 +100,7 @@ class _MultipartCollector:
         self._headers: dict[str, bytes] = {}
         self._target: str | None = None  # "file", a field name, or None (ignored part)
         self._buffer = bytearray()
+        self._parts = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -98,8 +115,12 @@ class _MultipartCollector:
         }
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > _MAX_PARTS:
+            raise _form_limit("max_parts", _MAX_PARTS)
         self._headers, self._target, self._buffer = {}, None, bytearray()
 
+    # Header lines are bounded by python-multipart (max_header_size, max_header_count).
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
 
@@ -161,7 +182,12 @@ async def spool_upload(
             if not boundary:
                 raise MalformedScanError("the multipart upload has no boundary in its Content-Type")
             collector = _MultipartCollector(spool)
-            parser = MultipartParser(boundary, collector.callbacks())
+            parser = MultipartParser(
+                boundary,
+                collector.callbacks(),
+                max_header_count=_MAX_PART_HEADERS,
+                max_header_size=_MAX_PART_HEADER_BYTES,
+            )
             async for chunk in chunks:
                 received += len(chunk)
                 if received > body_limit:
@@ -169,6 +195,9 @@ async def spool_upload(
                 try:
                     parser.write(chunk)
                 except MultipartParseError as exc:
+                    over = _PARSER_LIMITS.get(str(exc).strip().lower())
+                    if over is not None:
+                        raise _form_limit(*over) from None
                     raise MalformedScanError(f"the multipart body is malformed: {exc}") from None
             _check_length(received, content_length)
             if not collector.finished:

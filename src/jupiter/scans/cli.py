@@ -56,6 +56,8 @@ def cmd_scans_import(args: argparse.Namespace) -> int:
     from ._enrich import FindingEnricher, KevCatalog
     from ._errors import ScanInputError
     from ._importer import ImportProgress, ScanImporter
+    from ._limits import ScanLimits
+    from ._worker import ParserPool, WorkerError
 
     settings = load_settings()
     database = Database.from_settings(settings)
@@ -72,7 +74,10 @@ def cmd_scans_import(args: argparse.Namespace) -> int:
         enricher = FindingEnricher(
             (lambda cve: many([cve]).get(cve.upper())) if many else None, kev_lookup_many=many
         )
-    importer = ScanImporter(database.session_factory, enricher=enricher)
+    # Parsed in a worker, with the server's limits: a file that crashes the parser is refused
+    # like any bad file, and the other files still import.
+    pool = ParserPool(ScanLimits.from_settings(settings))
+    importer = ScanImporter(database.session_factory, enricher=enricher, parser_pool=pool)
     interactive = sys.stderr.isatty() and not args.json
     failures = 0
     try:
@@ -104,7 +109,7 @@ def cmd_scans_import(args: argparse.Namespace) -> int:
                 result = importer.import_file(
                     path, scan_format=args.scan_format, asset=args.asset, on_progress=show
                 )
-            except ScanInputError as exc:
+            except (ScanInputError, WorkerError) as exc:
                 if interactive:
                     print(file=sys.stderr)
                 print(f"jupiter: {path}: {exc}", file=sys.stderr)
@@ -125,5 +130,6 @@ def cmd_scans_import(args: argparse.Namespace) -> int:
                     f" {result.kev_exploited} KEV-exploited" + (f" [{counts}]" if counts else "")
                 )
     finally:
+        pool.close()
         database.dispose()
     return 1 if failures else 0

@@ -20,7 +20,14 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from starlette.requests import ClientDisconnect
 
-from jupiter.scans import FORMATS, ScanInputError, Severity, TruncatedUploadError
+from jupiter.scans import (
+    FORMATS,
+    ScanInputError,
+    Severity,
+    TruncatedUploadError,
+    UnsupportedFormatError,
+)
+from jupiter.scans._errors import ScanCancelledError
 from jupiter.scans._importer import choose_format
 from jupiter.scans._queries import FindingFilters
 from jupiter.scans._service import (
@@ -62,11 +69,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorEnvelope, "description": "Truncated upload."},
-    413: {"model": ErrorEnvelope, "description": "Larger than JUPITER_SCAN_MAX_UPLOAD_BYTES."},
-    415: {"model": ErrorEnvelope, "description": "Not SARIF, Trivy, Grype or Nmap XML."},
+    413: {
+        "model": ErrorEnvelope,
+        "description": "Larger than JUPITER_SCAN_MAX_UPLOAD_BYTES (`upload_too_large`), or over"
+        " a parsing limit (`input_limit_exceeded`: `error.limit`, `error.maximum` and"
+        " `error.location` name it).",
+    },
+    415: {
+        "model": ErrorEnvelope,
+        "description": "Not SARIF, Trivy, Grype or Nmap XML (compressed files and request"
+        " bodies included).",
+    },
     422: {
         "model": ErrorEnvelope,
-        "description": "Malformed scan; `error.location` names the JSON path or XML line.",
+        "description": "Malformed scan (`error.location` names the JSON path or XML line), or"
+        " the parser crashed on it (`parser_crashed`, `error.signal`).",
     },
     **_ERRORS,
 }
@@ -116,6 +133,14 @@ def _scan_error(exc: Exception) -> JSONResponse:
             recoverable=True,
             extra=extra,
             headers=headers,
+        )
+    if isinstance(exc, ScanCancelledError):
+        return message_error(
+            503,
+            str(exc),
+            error_type=exc.problem,
+            suggestion=exc.suggestion,
+            recoverable=True,
         )
     return message_error(
         503,
@@ -199,6 +224,13 @@ async def upload_scan(
         )
     upload = None
     try:
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            # Never decompressed: a few kB of gzip can expand to gigabytes.
+            raise UnsupportedFormatError(
+                f"a request body with Content-Encoding {encoding[:40]!r} is not accepted;"
+                " send the scan uncompressed"
+            )
         try:
             upload = await spool_upload(
                 request.stream(),
