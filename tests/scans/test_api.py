@@ -175,7 +175,16 @@ async def test_kev_enrichment_uses_the_intel_components_stored_kev(
             {"line": 4, "column": 0},
         ),
         (b'{"matches": []}', {}, "?format=sarif", 415, "unsupported_format", None),
-        (b'{"matches": []}', {}, "?format=csv", 415, "unsupported_format", None),
+        (  # a format the form names (the query's format is checked by the schema: a 422)
+            b'--b\r\nContent-Disposition: form-data; name="format"\r\n\r\ncsv\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.json"\r\n\r\n'
+            b'{"matches": []}\r\n--b--\r\n',
+            {"content-type": "multipart/form-data; boundary=b"},
+            "",
+            415,
+            "unsupported_format",
+            None,
+        ),
         (b"", {}, "", 422, "malformed_scan", None),
         (b"{" + b" " * 250_000 + b"}", {}, "", 413, "upload_too_large", None),
         (
@@ -221,6 +230,19 @@ async def test_bad_uploads_get_4xx_naming_the_problem(
     assert (await http.get("/api/scans")).json()["total"] == 0
     recent = (await http.get("/api/recent-errors")).json()["errors"]
     assert recent[0]["type"] == "scan_rejected"
+
+
+async def test_an_unknown_format_in_the_query_is_a_422_naming_it(
+    client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    _app, http = client
+    response = await http.post("/api/scans?format=csv", content=b'{"matches": []}')
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "validation_error"
+    assert error["message"].startswith("format:")
+    assert "'sarif'" in error["message"]
+    assert (await http.get("/api/scans")).json()["total"] == 0
 
 
 async def test_findings_filters_paginate_and_validate(

@@ -79,13 +79,16 @@ async def test_reset_breaker_requires_the_admin_token(api):
     assert "test-admin-token" not in wrong.text
 
 
-async def test_reset_breaker_unknown_feature_is_404(api):
-    """Only chat, intel, pulse and scans exist."""
+async def test_reset_breaker_unknown_feature_is_422_naming_the_known_ones(api):
+    """Only chat, intel, pulse and scans (or their internal names) exist: the schema lists
+    them, so an unknown one is a validation error naming them."""
     _, client = api
     response = await client.post("/api/reset-circuit-breaker/coffee", headers=ADMIN)
-    assert response.status_code == 404
-    error = assert_error_body(response.json(), 404, "unknown_feature")
-    assert "chat" in error["suggestion"]
+    assert response.status_code == 422
+    error = assert_error_body(response.json(), 422, "validation_error")
+    assert error["message"].startswith("feature:")
+    assert "'chat'" in error["message"]
+    assert "'grok_chat'" in error["message"]
 
 
 async def test_reset_breaker_by_get_is_405_with_a_hint(api):
@@ -326,12 +329,13 @@ async def test_unknown_route_is_a_json_404(api):
 
 
 def served_routes(app) -> list[tuple[str, object]]:
-    """``(path, route)`` for every route the app serves, included routers flattened."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # FastAPI before routers were included lazily: app.routes is flat
-        return [(route.path, route) for route in app.routes]
-    return [(context.path, context.route) for context in iter_route_contexts(app.routes)]
+    """``(path, route)`` for every route the app serves, included routers flattened; the path
+    as documented (``{finding_id}``, not Starlette's ``{finding_id:int}``)."""
+    from jupiter.service.auth import iter_routes, route_path
+
+    return [
+        (route_path(declared, served), declared) for declared, served in iter_routes(app.routes)
+    ]
 
 
 async def test_openapi_documents_every_route_with_a_response_model(api):

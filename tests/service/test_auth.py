@@ -542,7 +542,8 @@ async def test_admins_manage_named_tokens_over_the_api(app_client) -> None:
     reserved = await client.post(
         "/api/tokens", json={"name": "admin", "role": "viewer"}, headers=admin
     )
-    assert reserved.status_code == 422
+    assert reserved.status_code == 409  # the name is taken, by the admin token
+    assert reserved.json()["error"]["type"] == "token_exists"
     listed = (await client.get("/api/tokens", headers=admin)).json()
     assert listed["tokens"] == [
         {"name": "soc-1", "role": "analyst", "created": created.json()["created"]}

@@ -22,7 +22,12 @@ import websockets
 from fastapi import FastAPI
 
 from jupiter.service.app import create_app
-from jupiter.service.auth import UndeclaredPermissionError, iter_routes, route_permissions
+from jupiter.service.auth import (
+    UndeclaredPermissionError,
+    iter_routes,
+    route_path,
+    route_permissions,
+)
 from jupiter.service.deps import AdminDep, ViewerDep
 from jupiter.service.tokens import Role, create_token
 from support.jupiter_app import ADMIN_TOKEN, fast_settings
@@ -41,8 +46,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("HEAD", "/admin"): "public",
     ("GET", "/status"): "public",
     ("HEAD", "/status"): "public",
-    ("GET", "/static/{path:path}"): "public",
-    ("HEAD", "/static/{path:path}"): "public",
+    ("GET", "/static/{path}"): "public",
+    ("HEAD", "/static/{path}"): "public",
     ("GET", "/api/status/summary"): "public",
     ("POST", "/api/session"): "public",
     ("GET", "/api/session"): "public",
@@ -99,7 +104,7 @@ def routes_of(app: FastAPI) -> set[tuple[str, str]]:
     flattened), with no help from the permission declarations."""
     found = set()
     for declared, served in iter_routes(app.routes):
-        path = getattr(served, "path", None) or declared.path
+        path = route_path(declared, served)
         methods = getattr(served, "methods", None) or getattr(declared, "methods", None)
         for method in methods or ("WEBSOCKET",):
             found.add((method, path))

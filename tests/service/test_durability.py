@@ -2,9 +2,10 @@
 (no shutdown, no flush), stopped with SIGTERM or Ctrl-C, and restarted.
 
 "Acknowledged" means the client got its whole HTTP response. Errors are recorded by rejected
-scan uploads (``format=<unique tag>``: the stored message names the tag, so every request can be
-matched to its row); state changes by feature and breaker toggles; chat turns by REST chat with
-the offline knowledge base. Each test prints its counts (run with ``-s`` to see them).
+scan uploads (a form whose ``format`` field is a unique tag: the stored message names the tag,
+so every request can be matched to its row); state changes by feature and breaker toggles;
+chat turns by REST chat with the offline knowledge base. Each test prints its counts (run with
+``-s`` to see them).
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def admin(server: ServerProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.admin_token}"}
 
 
+_FORM_TYPE = "multipart/form-data; boundary=b"
+
+
+def _form(tag: str) -> bytes:
+    """An upload naming the format ``tag``: refused (415) and recorded with the tag."""
+    return (
+        f'--b\r\nContent-Disposition: form-data; name="format"\r\n\r\n{tag}\r\n'
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\nx\r\n'
+        "--b--\r\n"
+    ).encode()
+
+
 async def reject_scans(
     server: ServerProcess, acked: set[str], sent: set[str], stop: asyncio.Event, client: int
 ) -> None:
@@ -107,7 +120,7 @@ async def reject_scans(
             sent.add(tag)
             try:
                 status, _ = await http.request(
-                    "POST", f"/api/scans?format={tag}", body=b"x", content_type="application/json"
+                    "POST", "/api/scans", body=_form(tag), content_type=_FORM_TYPE
                 )
             except ConnectionError:
                 return

@@ -50,3 +50,37 @@ async def test_405_allow_names_every_method_of_the_path(api):
     assert response.headers["allow"] == "DELETE, GET"
     assert response.json()["error"]["type"] == "method_not_allowed"
     assert "DELETE, GET" in response.json()["error"]["message"]
+
+
+def test_the_enums_in_the_schema_are_the_servers_own():
+    """The query enums are written out for the schema; they must stay what the code accepts."""
+    from typing import get_args
+
+    from jupiter.intel._items import SEVERITIES
+    from jupiter.scans import FORMATS
+    from jupiter.service.routers.scans import ScanFormat
+    from jupiter.service.routers.threats import Severity
+
+    assert get_args(ScanFormat) == FORMATS
+    assert get_args(Severity) == SEVERITIES
+
+
+async def test_the_documented_chat_limit_is_this_servers_setting(settings_factory):
+    from support.jupiter_app import running_app
+
+    async with running_app(settings_factory(chat_max_message_chars=123)) as (_app, client):
+        document = (await client.get("/openapi.json")).json()
+    message = document["components"]["schemas"]["ChatRequest"]["properties"]["message"]
+    assert message["maxLength"] == 123
+    assert message["pattern"] == r"[^\s\x00-\x1f]"
+
+
+async def test_findings_paths_are_openapi_templates(api):
+    """Starlette's ``{finding_id:int}`` never reaches the document."""
+    _, client = api
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "/api/findings/{finding_id}" in paths
+    assert not [path for path in paths if ":" in path]
+    refresh = await client.get("/api/findings/refresh-kev")
+    assert refresh.status_code == 405
+    assert refresh.headers["allow"] == "POST"

@@ -618,12 +618,23 @@ def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[tuple[BaseRoute, Any]]:
         yield context.original_route, context
 
 
+def route_path(declared: Any, served: Any) -> str:
+    """The path as documented (``/api/findings/{finding_id}``), without Starlette's convertor
+    suffixes (``{finding_id:int}``)."""
+    for route in (served, declared):
+        for name in ("path_format", "path"):
+            value = getattr(route, name, None)
+            if value:
+                return str(value)
+    return "?"
+
+
 def route_permissions(routes: Iterable[BaseRoute]) -> list[RoutePermission]:
     """The permission of every route; :class:`UndeclaredPermissionError` for a route with
     none (or several), so a route cannot be added without saying who may use it."""
     table: list[RoutePermission] = []
     for declared, served in iter_routes(routes):
-        path = str(getattr(served, "path", None) or getattr(declared, "path", "?"))
+        path = route_path(declared, served)
         if isinstance(declared, APIRoute | APIWebSocketRoute):
             methods = (
                 ("WEBSOCKET",)

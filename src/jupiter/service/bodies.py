@@ -49,6 +49,8 @@ log = logging.getLogger("jupiter.http")
 STREAMING_ROUTES: frozenset[tuple[str, str]] = UNTIMED_ROUTES
 
 _WHAT = "the request body"
+#: The methods whose body a route may read.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def json_body_limits(settings: Any) -> JsonLimits:
@@ -197,6 +199,11 @@ class JsonBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method", "") not in _BODY_METHODS:
+            # No route reads a GET/OPTIONS/TRACE body: routing answers it (a 405 for TRACE),
+            # and the body is never read, so it cannot cost memory.
             await self.app(scope, receive, send)
             return
         length_text, content_type, encoding, chunked = _header_values(scope)

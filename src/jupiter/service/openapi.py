@@ -9,6 +9,7 @@ is rewritten once, on first request, to point every 422 at ``ErrorEnvelope``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from .schemas import ErrorEnvelope
 
 __all__ = ["install_openapi"]
 
+_CONVERTOR = re.compile(r"{(\w+):\w+}")
 _ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
@@ -30,8 +32,17 @@ def _envelope_schemas() -> dict[str, Any]:
     return definitions
 
 
-def _rewrite(document: dict[str, Any]) -> dict[str, Any]:
+def _rewrite(document: dict[str, Any], settings: Any) -> dict[str, Any]:
+    # "/api/findings/{finding_id:int}" is Starlette's route syntax, not an OpenAPI template.
+    document["paths"] = {
+        _CONVERTOR.sub(r"{\1}", path): operations
+        for path, operations in document.get("paths", {}).items()
+    }
     components = document.setdefault("components", {}).setdefault("schemas", {})
+    chat = components.get("ChatRequest", {}).get("properties", {}).get("message")
+    if chat is not None and settings is not None:
+        # The limit is a setting; the document says this server's.
+        chat["maxLength"] = int(settings.chat_max_message_chars)
     for name in _FASTAPI_VALIDATION:
         components.pop(name, None)
     components.update({k: v for k, v in _envelope_schemas().items() if k not in components})
@@ -60,7 +71,8 @@ def install_openapi(app: FastAPI) -> None:
                     description=app.description,
                     routes=app.routes,
                     tags=app.openapi_tags,
-                )
+                ),
+                getattr(app.state, "settings", None),
             )
         return app.openapi_schema
 

@@ -8,6 +8,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from jupiter.text import clean_text
 
+from .dashboard import COMPONENTS
+
 BreakerState = Literal["closed", "open", "half_open"]
 Health = Literal["healthy", "degraded", "unhealthy"]
 # Client text with lone surrogates or NULs would break the reply's serialisation and the
@@ -16,6 +18,17 @@ Health = Literal["healthy", "degraded", "unhealthy"]
 CleanText = Annotated[
     str, BeforeValidator(lambda value: clean_text(value) if isinstance(value, str) else value)
 ]
+
+
+#: A component by alias or name (``chat`` or ``grok_chat``), as an enum in the schema. Built
+#: from the component registry at import time, so a new component is listed without an edit.
+ComponentName = Literal[  # type: ignore[valid-type]
+    tuple(name for spec in COMPONENTS for name in (spec.alias, spec.name))
+]
+
+#: A query text without control characters (Unicode category Cc): in the schema too, so a client
+#: (or a conformance tester) knows before it asks. Lone surrogates are refused by the routes.
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 class ErrorBody(BaseModel):
@@ -101,6 +114,10 @@ class StatusPayload(BaseModel):
 
 class ChatRequest(BaseModel):
     message: CleanText = Field(
+        # Something to answer: at least one character that is neither space nor a control (the
+        # controls are cleaned away). The length limit is the server's setting, put into the
+        # OpenAPI document when it is served (jupiter.service.openapi).
+        pattern=r"[^\s\x00-\x1f]",
         description="The question for Jupiter (not empty).",
         examples=["What are SQL injection risks?"],
     )

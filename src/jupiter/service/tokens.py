@@ -267,8 +267,8 @@ def _write_tokens(data_dir: Path, tokens: dict[str, dict[str, Any]]) -> None:
 
 
 def _check_name(name: str) -> str:
-    if name == ADMIN_NAME:
-        raise TokenError(f"{ADMIN_NAME!r} is the admin token's name; choose another name")
+    if name == ADMIN_NAME:  # taken, by the admin token: a conflict like any other taken name
+        raise TokenExistsError(f"{ADMIN_NAME!r} is the admin token's name; choose another name")
     if not _NAME.match(name):
         raise TokenError(
             "a token name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"

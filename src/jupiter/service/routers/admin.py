@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 
 from ..deps import AdminDep, DashboardDep
-from ..schemas import BreakerAction, ErrorEnvelope, FeatureAction, FeatureToggle
+from ..schemas import BreakerAction, ComponentName, ErrorEnvelope, FeatureAction, FeatureToggle
 
 router = APIRouter(
     tags=["admin"],
@@ -23,7 +23,8 @@ router = APIRouter(
 )
 
 FeatureName = Annotated[
-    str, Path(description="chat, intel, pulse or scans (or grok_chat, threat_intelligence, ...).")
+    ComponentName,
+    Path(description="chat, intel, pulse or scans (or grok_chat, threat_intelligence, ...)."),
 ]
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 from starlette.requests import ClientDisconnect
 
 from jupiter.scans import (
     FORMATS,
+    MalformedScanError,
     ScanInputError,
     Severity,
     TruncatedUploadError,
@@ -39,11 +40,17 @@ from jupiter.scans._upload import spool_upload
 
 from ..deps import AdminDep, AnalystDep, DashboardDep, ViewerDep
 from ..errors import message_error
-from ..schemas import ErrorEnvelope
+from ..schemas import PLAIN_TEXT, ErrorEnvelope
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["scans"])
+
+#: The formats an uploader may name, listed in the schema (== FORMATS: test_openapi.py).
+ScanFormat = Literal["sarif", "trivy", "grype", "nmap"]
+
+#: ``high`` or ``critical,high``: one or more severities, comma-separated.
+_SEVERITY_LIST = r"^(critical|high|medium|low|info)(,(critical|high|medium|low|info))*$"
 
 #: The largest scan or finding id: ids are 32-bit INTEGER columns (PostgreSQL rejects more).
 MAX_ID = 2**31 - 1
@@ -190,17 +197,21 @@ async def upload_scan(
     dashboard: DashboardDep,
     _: AnalystDep,
     scan_format: Annotated[
-        str | None,
+        ScanFormat | None,
         Query(alias="format", description=f"One of {', '.join(FORMATS)}; detected when absent."),
     ] = None,
     asset: Annotated[
         str | None,
-        Query(max_length=500, description="The scanned asset, if the file has none."),
+        Query(
+            max_length=500,
+            pattern=PLAIN_TEXT,
+            description="The scanned asset, if the file has none.",
+        ),
         AfterValidator(_plain_text),
     ] = None,
     filename: Annotated[
         str | None,
-        Query(max_length=255, description="A name for a raw body."),
+        Query(max_length=255, pattern=PLAIN_TEXT, description="A name for a raw body."),
         AfterValidator(_plain_text),
     ] = None,
     wait: Annotated[bool, Query(description="Answer when the import is done (else 202).")] = True,
@@ -243,7 +254,7 @@ async def upload_scan(
             raise TruncatedUploadError(
                 "the client disconnected before the upload was complete"
             ) from None
-        requested = scan_format or upload.fields.get("format") or None
+        requested = _requested_format(scan_format, upload.fields.get("format"))
         chosen_asset = asset or upload.fields.get("asset") or None
         name = filename or upload.filename or "upload"
         head = await anyio.to_thread.run_sync(_head, upload.path)
@@ -270,6 +281,23 @@ async def upload_scan(
         return _scan_error(exc)
     body = {"job_id": job.id, **result.summary(), "scan_url": f"/api/scans/{result.scan_id}"}
     return JSONResponse(body, status_code=200 if result.duplicate else 201)
+
+
+def _requested_format(query: str | None, form: str | None) -> str | None:
+    """The format the uploader named: in the query (checked by its schema) or the form. A form
+    field that names no format, or another one than the query, is refused, never ignored."""
+    if form:
+        named = form.strip().lower()
+        if named not in FORMATS:
+            raise UnsupportedFormatError(
+                f"the form's format {form[:40]!r} is not one of {', '.join(FORMATS)}"
+            )
+        if query and query != named:
+            raise MalformedScanError(
+                f"the query names the format {query!r} and the form {named!r}; name one"
+            )
+        return named
+    return query or None
 
 
 def _head(path: Any) -> bytes:
@@ -384,18 +412,18 @@ async def findings(
     dashboard: DashboardDep,
     _: ViewerDep,
     severity: Annotated[
-        list[str] | None,
+        list[Annotated[str, StringConstraints(pattern=_SEVERITY_LIST)]] | None,
         Query(description="critical, high, medium, low, info; repeat or comma-separate."),
     ] = None,
     kev: Annotated[bool | None, Query(description="Only (or no) KEV-exploited findings.")] = None,
     asset: Annotated[
         str | None,
-        Query(max_length=500, description="Asset contains this."),
+        Query(max_length=500, pattern=PLAIN_TEXT, description="Asset contains this."),
         AfterValidator(_plain_text),
     ] = None,
     tool: Annotated[
         str | None,
-        Query(max_length=200, description="Tool name, any case."),
+        Query(max_length=200, pattern=PLAIN_TEXT, description="Tool name, any case."),
         AfterValidator(_plain_text),
     ] = None,
     scan_id: Annotated[
@@ -430,7 +458,8 @@ async def findings(
 
 
 @router.get(
-    "/api/findings/{finding_id}",
+    # Digits only: "/api/findings/refresh-kev" is another route (POST), not a bad id.
+    "/api/findings/{finding_id:int}",
     summary="One finding with its details, KEV data and CWE mitigations",
     responses={404: {"model": ErrorEnvelope}, **_ERRORS},
 )

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from jupiter.storage import load_state_changes
 
 from ..deps import DashboardDep, ViewerDep
-from ..schemas import History, StatusPayload
+from ..schemas import ComponentName, ErrorEnvelope, History, StatusPayload
 
 router = APIRouter(tags=["status"])
 
@@ -28,12 +28,15 @@ async def status(dashboard: DashboardDep, _: ViewerDep) -> dict[str, Any]:
     "/api/history",
     response_model=History,
     summary="Feature and breaker state changes",
+    responses={404: {"model": ErrorEnvelope, "description": "Unknown component."}},
 )
 async def history(
     dashboard: DashboardDep,
     _: ViewerDep,
     days: Annotated[int, Query(ge=1, le=365, description="How far back.")] = 90,
-    component: Annotated[str | None, Query(description="One component (e.g. grok_chat).")] = None,
+    component: Annotated[
+        ComponentName | None, Query(description="One component (e.g. grok_chat or chat).")
+    ] = None,
 ) -> dict[str, Any]:
     """Every recorded change, oldest first (what the status page's incidents are made of)."""
     # Include changes still queued for the background writer.

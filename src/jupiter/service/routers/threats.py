@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from ..deps import AdminDep, DashboardDep, ViewerDep
 from ..errors import message_error
-from ..schemas import ErrorEnvelope, ThreatsRefresh, ThreatsResponse
+from ..schemas import PLAIN_TEXT, ErrorEnvelope, ThreatsRefresh, ThreatsResponse
 
 router = APIRouter(tags=["intel"])
 
 #: The largest offset (a signed 64-bit integer), as ``jupiter.intel.ThreatFilters`` allows.
 MAX_OFFSET = 2**63 - 1
+#: The severities a filter may name (== jupiter.intel.SEVERITIES, tests/service/test_openapi.py).
+Severity = Literal["critical", "high", "medium", "low", "info"]
 #: ThreatFilters field -> the query parameter that sets it.
 _PARAMS = {
     "source": "source",
@@ -38,13 +40,15 @@ async def threats(
     dashboard: DashboardDep,
     _: ViewerDep,
     source: Annotated[
-        str | None, Query(max_length=100, description="One source, e.g. kev.")
+        str | None,
+        Query(max_length=100, pattern=PLAIN_TEXT, description="One source, e.g. kev."),
     ] = None,
     severity: Annotated[
-        str | None, Query(description="critical, high, medium, low or info.")
+        Severity | None, Query(description="critical, high, medium, low or info.")
     ] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Text in id, title or description.")
+        str | None,
+        Query(max_length=200, pattern=PLAIN_TEXT, description="Text in id, title or description."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="Items to return.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
