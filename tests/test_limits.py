@@ -148,10 +148,15 @@ def test_malformed_json_says_where(document: str, line: int, column: int) -> Non
     assert str(caught.value).startswith("the frame is not valid JSON")
 
 
-@pytest.mark.parametrize("document", ["NaN", "[Infinity]", '{"a": -Infinity}', "[1e999]"])
-def test_non_finite_numbers_are_not_json(document: str) -> None:
-    with pytest.raises(InvalidJsonError):
+@pytest.mark.parametrize(
+    ("document", "column"),
+    [("NaN", 1), ("[Infinity]", 2), ('{"NaN": "x", "a": -Infinity}', 19), ("[1,\n 1e999]", 2)],
+)
+def test_non_finite_numbers_are_not_json_and_say_where(document: str, column: int) -> None:
+    with pytest.raises(InvalidJsonError) as caught:
         parse_json(document, SMALL)
+    assert caught.value.column == column
+    assert caught.value.line == document.count("\n") + 1
 
 
 def test_invalid_utf8_says_which_byte() -> None:

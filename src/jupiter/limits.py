@@ -287,14 +287,22 @@ def _parts(stack: list[list[Any]]) -> list[str | int]:
     return [entry[1] for entry in stack if entry[1] is not None]
 
 
+class _NotJson(ValueError):
+    """A literal json.loads takes that JSON does not have: NaN, Infinity, 1e999."""
+
+    def __init__(self, message: str, literal: str) -> None:
+        super().__init__(message)
+        self.literal = literal
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJson(f"{name} is not JSON", name)
 
 
 def _finite_float(literal: str) -> float:
     number = float(literal)
     if number in (float("inf"), float("-inf")):
-        raise ValueError(f"the number {literal[:20]} is out of range")
+        raise _NotJson(f"the number {literal[:20]} is out of range", literal)
     return number
 
 
@@ -339,7 +347,7 @@ def parse_json(
     long_number = re.search(f"[-+0-9.eE]{{{limits.max_number_chars + 1}}}", skeleton)
     if long_number is not None:
         # Locate it in the real text: the first run of that length outside a string.
-        offset = _offset_outside_strings(text, limits.max_number_chars + 1)
+        offset = _offset_outside_strings(text, f"[-+0-9.eE]{{{limits.max_number_chars + 1}}}")
         line, column = _line_column(text, offset)
         raise InputLimitError(
             "max_number_chars",
@@ -362,21 +370,23 @@ def parse_json(
         ) from None
     except json.JSONDecodeError as exc:
         raise InvalidJsonError(exc.msg, what=what, line=exc.lineno, column=exc.colno) from None
-    except ValueError as exc:  # NaN, Infinity, 1e999
-        raise InvalidJsonError(str(exc), what=what) from None
+    except _NotJson as exc:
+        line, column = _line_column(text, _offset_outside_strings(text, re.escape(exc.literal)))
+        raise InvalidJsonError(str(exc), what=what, line=line, column=column) from None
     _check_tree(value, limits, what)
     return value
 
 
-def _offset_outside_strings(text: str, run: int) -> int:
-    number_run = re.compile(f"[-+0-9.eE]{{{run}}}")
+def _offset_outside_strings(text: str, pattern: str) -> int:
+    """Where ``pattern`` first matches outside every string (0 if nowhere)."""
+    wanted = re.compile(pattern)
     position = 0
     for match in _STRING.finditer(text):
-        found = number_run.search(text, position, match.start())
+        found = wanted.search(text, position, match.start())
         if found is not None:
             return found.start()
         position = match.end()
-    found = number_run.search(text, position)
+    found = wanted.search(text, position)
     return found.start() if found is not None else 0
 
 
